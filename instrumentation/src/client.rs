@@ -1,0 +1,116 @@
+//! Client-side request instrumentation around reqwest.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{TraceContextExt, TraceId};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::{ClientLabels, HttpClientMetrics, Outcome, TraceExemplar};
+
+/// What became of one request.
+#[derive(Debug)]
+pub struct ClientResponse {
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+    /// The trace the request belongs to, when it was traced.
+    pub trace_id: Option<TraceId>,
+    /// Why no (complete) response came, when none did.
+    pub error: Option<reqwest::Error>,
+}
+
+/// Sends requests to one logical target service, each as the root span of a
+/// new trace, and records `http_client_*` metrics for it.
+#[derive(Clone, Debug)]
+pub struct InstrumentedClient {
+    client: reqwest::Client,
+    metrics: HttpClientMetrics,
+    target: Cow<'static, str>,
+}
+
+impl InstrumentedClient {
+    /// `target` is the service's name used as the `target` label; the
+    /// client's own timeout bounds each request, body included.
+    pub fn new(client: reqwest::Client, metrics: HttpClientMetrics, target: String) -> Self {
+        Self {
+            client,
+            metrics,
+            target: Cow::Owned(target),
+        }
+    }
+
+    /// GETs `url` and reads the whole body. Never fails: a missing or broken
+    /// response is an [`Outcome`] like any status code, counted and timed.
+    pub async fn get(&self, url: &reqwest::Url) -> ClientResponse {
+        let span = tracing::info_span!(
+            parent: None,
+            "client request",
+            otel.name = format!("GET {}", self.target),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "GET",
+            url.full = %url,
+            server.address = url.host_str().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        let trace_id = span_context.is_valid().then(|| span_context.trace_id());
+        if let Some(trace_id) = trace_id {
+            span.record("trace_id", tracing::field::display(trace_id));
+        }
+
+        let mut request = self.client.get(url.clone());
+        let mut headers = http::HeaderMap::new();
+        crate::telemetry::inject_context(&context, &mut headers);
+        request = request.headers(headers);
+
+        let _in_flight = self.metrics.start(&self.target);
+        let started = Instant::now();
+        let result = async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            // The whole body counts: a response cut short is a failure users see.
+            response.bytes().await?;
+            Ok::<u16, reqwest::Error>(status)
+        }
+        .instrument(span.clone())
+        .await;
+        let elapsed = started.elapsed();
+
+        let (outcome, error) = match result {
+            Ok(status) => (Outcome::Status(status), None),
+            Err(error) if error.is_timeout() => (Outcome::Timeout, Some(error)),
+            Err(error) if error.is_connect() => (Outcome::ConnectError, Some(error)),
+            Err(error) => (Outcome::Error, Some(error)),
+        };
+        match outcome {
+            Outcome::Status(status) => {
+                span.record("http.response.status_code", status);
+            }
+            other => {
+                span.record("error.type", other.label().as_ref());
+            }
+        }
+        if !outcome.is_success() {
+            span.record("otel.status_code", "ERROR");
+        }
+
+        let labels = ClientLabels {
+            target: self.target.clone(),
+            method: Cow::Borrowed("GET"),
+            code: outcome.label(),
+        };
+        self.metrics
+            .record(&labels, elapsed, TraceExemplar::for_span(&span_context));
+        ClientResponse {
+            outcome,
+            elapsed,
+            trace_id,
+            error,
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The metric contract. Dashboards, alert rules and Argo Rollouts analysis
+//! templates depend on these names and labels: change them only together.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::SpanContext;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Latency buckets in seconds. They resolve every delay the ponger profiles
+/// inject (0, 200 ms, 500 ms, 2 s) on both sides of the bucket edge, and the
+/// 1 s latency objective used by the SLO alerts and the canary analysis.
+pub const LATENCY_BUCKETS: [f64; 20] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.5, 2.0, 2.5,
+    3.0, 5.0, 10.0,
+];
+
+/// The exemplar attached to observations made inside a sampled trace.
+/// `trace_id` + `span_id` is about 63 characters, well inside OpenMetrics'
+/// 128-character limit on an exemplar's label set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+impl TraceExemplar {
+    /// The exemplar for a span, or `None` when the span is not sampled: an
+    /// unsampled trace is never exported, so linking to it would lead nowhere.
+    pub fn for_span(span_context: &SpanContext) -> Option<Self> {
+        (span_context.is_valid() && span_context.is_sampled()).then(|| Self {
+            trace_id: span_context.trace_id().to_string(),
+            span_id: span_context.span_id().to_string(),
+        })
+    }
+}
+
+type Counter = CounterWithExemplar<TraceExemplar>;
+type Histogram = HistogramWithExemplars<TraceExemplar>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
+}
+
+/// The label value for a request's outcome: the status code, or why no
+/// response came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Status(u16),
+    /// The request did not finish within its timeout.
+    Timeout,
+    /// No connection could be made (refused, unreachable, DNS).
+    ConnectError,
+    /// Anything else: a broken connection, a response that is not HTTP, a body cut short.
+    Error,
+}
+
+impl Outcome {
+    pub fn label(self) -> Cow<'static, str> {
+        match self {
+            Outcome::Status(code) => Cow::Owned(code.to_string()),
+            Outcome::Timeout => Cow::Borrowed("timeout"),
+            Outcome::ConnectError => Cow::Borrowed("connect_error"),
+            Outcome::Error => Cow::Borrowed("error"),
+        }
+    }
+
+    /// True for a response users would call a success (1xx-3xx).
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Status(code) if code < 400)
+    }
+}
+
+/// Static strings for the methods we expect, so recording them allocates nothing.
+pub(crate) fn method_label(method: &http::Method) -> Cow<'static, str> {
+    match *method {
+        http::Method::GET => Cow::Borrowed("GET"),
+        http::Method::HEAD => Cow::Borrowed("HEAD"),
+        http::Method::POST => Cow::Borrowed("POST"),
+        http::Method::PUT => Cow::Borrowed("PUT"),
+        http::Method::DELETE => Cow::Borrowed("DELETE"),
+        ref other => Cow::Owned(other.as_str().to_owned()),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// The route template (`/ping`), never the raw path, so that the number of
+    /// series stays bounded whatever clients send.
+    pub handler: Cow<'static, str>,
+    pub method: Cow<'static, str>,
+    pub code: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabel {
+    pub handler: Cow<'static, str>,
+}
+
+/// `http_requests_total`, `http_request_duration_seconds`, `http_requests_in_flight`.
+#[derive(Clone, Debug)]
+pub struct HttpServerMetrics {
+    requests: Family<ServerLabels, Counter>,
+    duration: HistogramFamily<ServerLabels>,
+    in_flight: Family<HandlerLabel, Gauge>,
+}
+
+impl HttpServerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            in_flight: Family::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by route template, method and status code",
+            metrics.requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from receiving an HTTP request to sending its response headers",
+            Unit::Seconds,
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served right now, by route template",
+            metrics.in_flight.clone(),
+        );
+        metrics
+    }
+
+    /// Marks a request as in flight until the returned guard is dropped, so a
+    /// request abandoned by its client is not counted forever.
+    pub fn start(&self, handler: &Cow<'static, str>) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create_owned(&HandlerLabel {
+                handler: handler.clone(),
+            });
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    pub fn record(&self, labels: &ServerLabels, elapsed: Duration, exemplar: Option<TraceExemplar>) {
+        record(&self.requests, &self.duration, labels, elapsed, exemplar);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    /// The pinged service's name, never a URL or a replica.
+    pub target: Cow<'static, str>,
+    pub method: Cow<'static, str>,
+    pub code: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    pub target: Cow<'static, str>,
+}
+
+/// `http_client_requests_total`, `http_client_request_duration_seconds`,
+/// `http_client_requests_in_flight`.
+#[derive(Clone, Debug)]
+pub struct HttpClientMetrics {
+    requests: Family<ClientLabels, Counter>,
+    duration: HistogramFamily<ClientLabels>,
+    in_flight: Family<TargetLabel, Gauge>,
+}
+
+impl HttpClientMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            in_flight: Family::default(),
+        };
+        registry.register(
+            "http_client_requests",
+            "HTTP requests sent, by target service, method and status code (or timeout, connect_error, error)",
+            metrics.requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_client_request_duration",
+            "Time from sending an HTTP request to receiving its whole response, or to giving up",
+            Unit::Seconds,
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "http_client_requests_in_flight",
+            "HTTP requests awaiting their response, by target service",
+            metrics.in_flight.clone(),
+        );
+        metrics
+    }
+
+    pub fn start(&self, target: &Cow<'static, str>) -> InFlight {
+        let gauge = self.in_flight.get_or_create_owned(&TargetLabel {
+            target: target.clone(),
+        });
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    pub fn record(&self, labels: &ClientLabels, elapsed: Duration, exemplar: Option<TraceExemplar>) {
+        record(&self.requests, &self.duration, labels, elapsed, exemplar);
+    }
+}
+
+fn record<L>(
+    requests: &Family<L, Counter>,
+    duration: &HistogramFamily<L>,
+    labels: &L,
+    elapsed: Duration,
+    exemplar: Option<TraceExemplar>,
+) where
+    L: Clone + std::hash::Hash + Eq,
+{
+    // Only exemplars get a timestamp: Prometheus shows it as the time of the
+    // sample that links to the trace.
+    let now = exemplar.as_ref().map(|_| SystemTime::now());
+    duration
+        .get_or_create(labels)
+        .observe(elapsed.as_secs_f64(), exemplar.clone(), now);
+    requests.get_or_create(labels).inc_by(1, exemplar, now);
+}
+
+/// Decrements its in-flight gauge when dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Registers `<name>_build_info{...} 1`.
+pub fn register_build_info(registry: &mut Registry, name: &str, labels: Vec<(String, String)>) {
+    registry.register(
+        format!("{name}_build"),
+        format!("Always 1; its labels describe the running {name} build"),
+        Info::new(labels),
+    );
+}
+
+/// The `process_*` metrics that the official Prometheus clients expose,
+/// read from `/proc/self` at each scrape.
+#[derive(Debug)]
+pub struct ProcessCollector {
+    ticks_per_second: f64,
+    page_size: f64,
+    boot_time_seconds: f64,
+}
+
+impl ProcessCollector {
+    /// Registers the collector. Where `/proc` cannot be read (not Linux), no
+    /// process metrics are exposed rather than wrong ones.
+    pub fn register(registry: &mut Registry) {
+        let boot_time_seconds = procfs::boot_time_secs().unwrap_or(0) as f64;
+        registry.register_collector(Box::new(Self {
+            ticks_per_second: procfs::ticks_per_second() as f64,
+            page_size: procfs::page_size() as f64,
+            boot_time_seconds,
+        }));
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(process) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        let Ok(stat) = process.stat() else {
+            return Ok(());
+        };
+        let cpu_seconds = (stat.utime + stat.stime) as f64 / self.ticks_per_second;
+        let counter = ConstCounter::new(cpu_seconds);
+        counter.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            counter.metric_type(),
+        )?)?;
+        let start_time = self.boot_time_seconds + stat.starttime as f64 / self.ticks_per_second;
+        let mut gauges = vec![
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                start_time,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                stat.rss as f64 * self.page_size,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                stat.vsize as f64,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                stat.num_threads as f64,
+            ),
+        ];
+        if let Ok(open_fds) = process.fd_count() {
+            gauges.push((
+                "process_open_fds",
+                "Number of open file descriptors",
+                open_fds as f64,
+            ));
+        }
+        if let Ok(limits) = process.limits() {
+            if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
+                gauges.push((
+                    "process_max_fds",
+                    "Maximum number of open file descriptors",
+                    max as f64,
+                ));
+            }
+        }
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}

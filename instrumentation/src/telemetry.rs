@@ -1,0 +1,140 @@
+//! Logging and tracing setup.
+//!
+//! Logs are JSON lines on stderr; lines logged inside a request carry its
+//! `trace_id`. Spans go to OpenTelemetry, configured by the standard `OTEL_*`
+//! environment variables. Without an OTLP endpoint, spans are still created and
+//! sampled (so exemplars and `traceresponse` headers work) but nothing is exported.
+
+use std::env;
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+/// Why tracing could not be set up. Each message names the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(
+        "OTEL_EXPORTER_OTLP_PROTOCOL: {0} (this build exports over http/protobuf, usually port 4318)"
+    )]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("RUST_LOG: {0} (expected a filter such as info or ponger=debug,info)")]
+    LogFilter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("a global logger was already installed: {0}")]
+    AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Flushes and stops span export when shut down.
+#[derive(Debug)]
+#[must_use = "call shutdown() before exit, or buffered spans are lost"]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+    exporting: bool,
+}
+
+impl Telemetry {
+    /// Whether an OTLP endpoint is configured.
+    pub fn is_exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Exports every buffered span (bounded by the exporter's timeout) and stops.
+    /// Call it outside the async runtime: the exporter uses a blocking client.
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown_with_timeout(Duration::from_secs(10)) {
+            tracing::warn!(%error, "flushing spans at shutdown failed");
+        }
+    }
+}
+
+/// Sets up logging and tracing for a service.
+///
+/// Call it before starting the tokio runtime: the OTLP exporter owns a
+/// blocking HTTP client, which must not be created or dropped on a runtime thread.
+pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemetry, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+    ]));
+
+    let mut resource = Resource::builder();
+    let resource_attributes = env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+    // The environment wins over our defaults, as the OpenTelemetry spec asks.
+    if env::var_os("OTEL_SERVICE_NAME").is_none() && !resource_attributes.contains("service.name=")
+    {
+        resource = resource.with_service_name(default_service_name.to_owned());
+    }
+    if !resource_attributes.contains("service.version=") {
+        resource = resource.with_attribute(KeyValue::new("service.version", service_version.to_owned()));
+    }
+
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
+    let exporting = otlp_endpoint_configured();
+    if exporting {
+        // The batch processor keeps at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans and
+        // drops the rest, so an unreachable collector costs bounded memory.
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer(default_service_name.to_owned());
+
+    let log_filter = match env::var("RUST_LOG") {
+        Ok(filter) if !filter.trim().is_empty() => EnvFilter::builder().parse(filter)?,
+        _ => EnvFilter::new("info"),
+    };
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .with_span_list(true)
+        .with_filter(log_filter);
+    // Spans are kept whatever RUST_LOG says (turning logs down must not
+    // break exemplars), but not the HTTP libraries' own.
+    let span_filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("hyper", LevelFilter::OFF)
+        .with_target("h2", LevelFilter::OFF)
+        .with_target("reqwest", LevelFilter::OFF)
+        .with_target("opentelemetry", LevelFilter::OFF)
+        .with_target("opentelemetry_sdk", LevelFilter::OFF)
+        .with_target("opentelemetry_otlp", LevelFilter::OFF);
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(span_filter);
+    Registry::default().with(logs).with(spans).try_init()?;
+
+    Ok(Telemetry {
+        provider,
+        exporting,
+    })
+}
+
+fn otlp_endpoint_configured() -> bool {
+    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .iter()
+        .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+}
+
+/// The trace context a request carries in its `traceparent` header.
+pub fn extract_context(headers: &http::HeaderMap) -> Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    })
+}
+
+/// Writes `traceparent` for `context` into outgoing request headers.
+pub fn inject_context(context: &Context, headers: &mut http::HeaderMap) {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(context, &mut HeaderInjector(headers))
+    });
+}

@@ -1,0 +1,129 @@
+//! The HTTP application: routes, the ping handler and readiness.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use instrumentation::metrics::{HttpServerMetrics, ProcessCollector, register_build_info};
+use instrumentation::server::{Tracing, instrument_routes};
+use prometheus_client::registry::Registry;
+use rand::Rng;
+use tracing::Instrument;
+
+use crate::profile::Profile;
+
+/// The response header naming the ponger version that answered.
+pub const VERSION_HEADER: &str = "x-ponger-version";
+
+/// Shared between the ping handler, readiness and shutdown.
+#[derive(Debug)]
+pub struct Pong {
+    profile: Profile,
+    version: String,
+    version_header: HeaderValue,
+    ready: AtomicBool,
+}
+
+impl Pong {
+    pub fn new(profile: Profile, version: String) -> Arc<Self> {
+        // The version label is validated to be a header-safe token.
+        let version_header = HeaderValue::from_str(&version)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Arc::new(Self {
+            profile,
+            version,
+            version_header,
+            ready: AtomicBool::new(true),
+        })
+    }
+
+    /// Makes /readyz answer 503 from now on: the first step of a shutdown.
+    pub fn stop_being_ready(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Builds the router with its metrics registry. Injected faults apply to
+/// `/ping` only, never to `/metrics`, `/healthz` or `/readyz`.
+pub fn router(pong: Arc<Pong>) -> Router {
+    let mut registry = Registry::default();
+    let metrics = HttpServerMetrics::register(&mut registry);
+    register_build_info(
+        &mut registry,
+        "ponger",
+        vec![
+            ("version".into(), pong.version.clone()),
+            ("profile".into(), pong.profile.name.as_str().into()),
+            ("revision".into(), instrumentation::REVISION.into()),
+        ],
+    );
+    ProcessCollector::register(&mut registry);
+
+    let pings = Router::new()
+        .route("/ping", get(ping))
+        .with_state(pong.clone());
+    let probes = Router::new()
+        .route("/readyz", get(readyz))
+        .with_state(pong)
+        .merge(instrumentation::exposition::operational_routes(registry));
+    instrument_routes(pings, metrics.clone(), Tracing::Traced).merge(instrument_routes(
+        probes,
+        metrics,
+        Tracing::Untraced,
+    ))
+}
+
+async fn ping(State(pong): State<Arc<Pong>>) -> Response {
+    // Both draws happen up front (the thread-local generator cannot be held
+    // across an await) and are recorded on the spans that act on them.
+    let (latency_draw, status_draw) = {
+        let mut rng = rand::rng();
+        (rng.random::<f64>(), rng.random::<f64>())
+    };
+    let (entry_index, entry) = pong.profile.latency.choose(latency_draw);
+    if !entry.delay.is_zero() {
+        let span = tracing::info_span!(
+            "injected delay",
+            delay_ms = entry.delay.as_secs_f64() * 1000.0,
+            latency.draw = latency_draw,
+            latency.entry = %entry,
+            latency.entry_index = entry_index,
+            latency.mix = %pong.profile.latency,
+        );
+        tokio::time::sleep(entry.delay).instrument(span).await;
+    }
+
+    let success = pong.profile.success.succeeds(status_draw);
+    let status = if success {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    tracing::info_span!(
+        "status decision",
+        status.draw = status_draw,
+        status.success_probability = pong.profile.success.probability(),
+        status.code = status.as_u16(),
+        profile = pong.profile.name.as_str(),
+    )
+    .in_scope(|| {
+        if !success {
+            tracing::debug!(draw = status_draw, "injected failure");
+        }
+    });
+
+    let body = if success { "pong\n" } else { "injected failure\n" };
+    (status, [(VERSION_HEADER, pong.version_header.clone())], body).into_response()
+}
+
+async fn readyz(State(pong): State<Arc<Pong>>) -> (StatusCode, &'static str) {
+    if pong.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    }
+}

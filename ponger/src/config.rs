@@ -1,0 +1,88 @@
+//! Command-line flags (each also an environment variable) and the resolved configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use instrumentation::cli::{parse_duration, parse_listen_address};
+
+use crate::profile::{LatencyMix, Profile, ProfileName, SuccessProbability};
+
+/// The pong server of the progressive-delivery demo: GET /ping answers 200 or
+/// 500 after a delay drawn from the profile's latency mix.
+#[derive(Debug, Parser)]
+#[command(name = "ponger", disable_version_flag = true)]
+pub struct Cli {
+    /// Address to serve /ping, /metrics, /healthz and /readyz on.
+    #[arg(long, env = "PONGER_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDRESS",
+          value_parser = parse_listen_address)]
+    pub listen: SocketAddr,
+
+    /// The version to behave as: initial (90%500ms,10%200ms, 95% success),
+    /// errors (90%500ms,10%200ms, 65%), slow (50%500ms,5%200ms,45%2s, 95%),
+    /// best (90%0ms,10%200ms, 97%).
+    #[arg(long, env = "PONGER_PROFILE", default_value = "initial", value_name = "PROFILE")]
+    pub profile: ProfileName,
+
+    /// Override the profile's latency mix: <percent>%<duration>,... summing to 100.
+    #[arg(long, env = "PONGER_LATENCY", value_name = "MIX")]
+    pub latency: Option<LatencyMix>,
+
+    /// Override the profile's success percent (0 to 100).
+    #[arg(long, env = "PONGER_SUCCESS_PERCENT", value_name = "PERCENT")]
+    pub success_percent: Option<SuccessProbability>,
+
+    /// The version label on metrics, traces and the x-ponger-version header
+    /// [default: the profile name].
+    #[arg(long = "version", env = "PONGER_VERSION", value_name = "LABEL",
+          value_parser = parse_version_label)]
+    pub version_label: Option<String>,
+
+    /// After SIGTERM, how long /readyz answers 503 while pings are still served,
+    /// so that load balancers stop sending new ones. A second signal cuts it short.
+    #[arg(long, env = "PONGER_DRAIN_DELAY", default_value = "5s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub drain_delay: Duration,
+}
+
+fn parse_version_label(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("expected 1 to 63 letters, digits, '.', '-' or '_', such as errors or v1.2.0".to_owned())
+    }
+}
+
+/// Everything the server needs, overrides applied.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub profile: Profile,
+    pub version: String,
+    pub drain_delay: Duration,
+}
+
+impl From<Cli> for Config {
+    fn from(cli: Cli) -> Self {
+        let mut profile = cli.profile.profile();
+        if let Some(latency) = cli.latency {
+            profile.latency = latency;
+        }
+        if let Some(success) = cli.success_percent {
+            profile.success = success;
+        }
+        Self {
+            listen: cli.listen,
+            version: cli
+                .version_label
+                .unwrap_or_else(|| cli.profile.as_str().to_owned()),
+            profile,
+            drain_delay: cli.drain_delay,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+
+use instrumentation::cli::{exit_with_config_error, parse_or_exit};
+use instrumentation::shutdown::ShutdownSignals;
+use ponger::app::{Pong, router};
+use ponger::config::{Cli, Config};
+
+fn main() -> ExitCode {
+    let config = Config::from(parse_or_exit::<Cli>());
+    let telemetry = match instrumentation::telemetry::init("ponger", &config.version) {
+        Ok(telemetry) => telemetry,
+        Err(error) => exit_with_config_error(&format!("error: {error}")),
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| runtime.block_on(serve(config)));
+    // Spans are flushed after the runtime is gone: the exporter's client is blocking.
+    telemetry.shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> std::io::Result<()> {
+    let signals = ShutdownSignals::listen()?;
+    let listener = instrumentation::server::bind(config.listen).await?;
+    tracing::info!(
+        profile = config.profile.name.as_str(),
+        latency = %config.profile.latency,
+        success_percent = config.profile.success.percent(),
+        version = %config.version,
+        "serving pings"
+    );
+    let pong = Pong::new(config.profile, config.version);
+    let app = router(pong.clone());
+    let drain_delay = config.drain_delay;
+    let shutdown = async move {
+        signals.requested().await;
+        pong.stop_being_ready();
+        tracing::info!(?drain_delay, "shutting down: not ready, draining");
+        tokio::select! {
+            _ = tokio::time::sleep(drain_delay) => {},
+            _ = signals.hurried() => tracing::info!("second signal: drain delay skipped"),
+        }
+        tracing::info!("closing the listener; in-flight pings finish");
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("all pings answered; exiting");
+    Ok(())
+}
