@@ -46,10 +46,24 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 
 /// A clap value parser for listen addresses such as `0.0.0.0:8080` or `[::1]:8080`.
 pub fn parse_listen_address(value: &str) -> Result<std::net::SocketAddr, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| "expected an IP address and port, such as 0.0.0.0:8080 or 127.0.0.1:0".to_owned())
+    value.trim().parse().map_err(|_| {
+        "expected an IP address and port, such as 0.0.0.0:8080 or 127.0.0.1:0".to_owned()
+    })
+}
+
+/// A clap value parser for names that become metric label values and
+/// headers: 1 to 63 letters, digits, `.`, `-` or `_`.
+pub fn parse_label_token(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("expected 1 to 63 letters, digits, '.', '-' or '_', such as ping or v1.2.0".to_owned())
+    }
 }
 
 #[cfg(test)]

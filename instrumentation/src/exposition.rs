@@ -68,8 +68,13 @@ pub fn encode(registry: &Registry, format: Format) -> Result<String, std::fmt::E
 }
 
 /// The axum handler for `GET /metrics`; its state is the registry.
-pub async fn metrics_handler(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+pub async fn metrics_handler(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
     let format = Format::negotiate(accept);
     match encode(&registry, format) {
         Ok(body) => (
@@ -80,7 +85,11 @@ pub async fn metrics_handler(State(registry): State<Arc<Registry>>, headers: Hea
             body,
         )
             .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics encoding failed\n",
+        )
+            .into_response(),
     }
 }
 
@@ -100,7 +109,10 @@ mod tests {
     #[test]
     fn prometheus_accept_header_gets_openmetrics() {
         let prometheus_2_42 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-        assert_eq!(Format::negotiate(Some(prometheus_2_42)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some(prometheus_2_42)),
+            Format::OpenMetrics
+        );
     }
 
     #[test]

@@ -142,16 +142,19 @@ impl HttpServerMetrics {
     /// Marks a request as in flight until the returned guard is dropped, so a
     /// request abandoned by its client is not counted forever.
     pub fn start(&self, handler: &Cow<'static, str>) -> InFlight {
-        let gauge = self
-            .in_flight
-            .get_or_create_owned(&HandlerLabel {
-                handler: handler.clone(),
-            });
+        let gauge = self.in_flight.get_or_create_owned(&HandlerLabel {
+            handler: handler.clone(),
+        });
         gauge.inc();
         InFlight(gauge)
     }
 
-    pub fn record(&self, labels: &ServerLabels, elapsed: Duration, exemplar: Option<TraceExemplar>) {
+    pub fn record(
+        &self,
+        labels: &ServerLabels,
+        elapsed: Duration,
+        exemplar: Option<TraceExemplar>,
+    ) {
         record(&self.requests, &self.duration, labels, elapsed, exemplar);
     }
 }
@@ -212,7 +215,12 @@ impl HttpClientMetrics {
         InFlight(gauge)
     }
 
-    pub fn record(&self, labels: &ClientLabels, elapsed: Duration, exemplar: Option<TraceExemplar>) {
+    pub fn record(
+        &self,
+        labels: &ClientLabels,
+        elapsed: Duration,
+        exemplar: Option<TraceExemplar>,
+    ) {
         record(&self.requests, &self.duration, labels, elapsed, exemplar);
     }
 }

@@ -41,7 +41,11 @@ struct LayerState {
 /// `http_requests_total`, `http_request_duration_seconds` and
 /// `http_requests_in_flight` and, for traced routes, runs the handler inside a
 /// server span joined to the caller's trace (W3C `traceparent`).
-pub fn instrument_routes<S>(router: Router<S>, metrics: HttpServerMetrics, tracing: Tracing) -> Router<S>
+pub fn instrument_routes<S>(
+    router: Router<S>,
+    metrics: HttpServerMetrics,
+    tracing: Tracing,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -99,7 +103,11 @@ async fn instrument(State(state): State<LayerState>, request: Request, next: Nex
     state.metrics.record(&labels, started.elapsed(), exemplar);
 
     if let Some(span_context) = span_context.filter(|context| context.is_valid()) {
-        let flags = if span_context.is_sampled() { "01" } else { "00" };
+        let flags = if span_context.is_sampled() {
+            "01"
+        } else {
+            "00"
+        };
         let trace_response = format!(
             "00-{}-{}-{flags}",
             span_context.trace_id(),

@@ -60,7 +60,10 @@ impl Telemetry {
 ///
 /// Call it before starting the tokio runtime: the OTLP exporter owns a
 /// blocking HTTP client, which must not be created or dropped on a runtime thread.
-pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemetry, TelemetryError> {
+pub fn init(
+    default_service_name: &str,
+    service_version: &str,
+) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
     ]));
@@ -73,7 +76,8 @@ pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemet
         resource = resource.with_service_name(default_service_name.to_owned());
     }
     if !resource_attributes.contains("service.version=") {
-        resource = resource.with_attribute(KeyValue::new("service.version", service_version.to_owned()));
+        resource =
+            resource.with_attribute(KeyValue::new("service.version", service_version.to_owned()));
     }
 
     let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
@@ -81,7 +85,9 @@ pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemet
     if exporting {
         // The batch processor keeps at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans and
         // drops the rest, so an unreachable collector costs bounded memory.
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
@@ -120,9 +126,12 @@ pub fn init(default_service_name: &str, service_version: &str) -> Result<Telemet
 }
 
 fn otlp_endpoint_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .iter()
-        .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
 /// The trace context a request carries in its `traceparent` header.

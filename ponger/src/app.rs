@@ -31,8 +31,8 @@ pub struct Pong {
 impl Pong {
     pub fn new(profile: Profile, version: String) -> Arc<Self> {
         // The version label is validated to be a header-safe token.
-        let version_header = HeaderValue::from_str(&version)
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let version_header =
+            HeaderValue::from_str(&version).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         Arc::new(Self {
             profile,
             version,
@@ -116,8 +116,17 @@ async fn ping(State(pong): State<Arc<Pong>>) -> Response {
         }
     });
 
-    let body = if success { "pong\n" } else { "injected failure\n" };
-    (status, [(VERSION_HEADER, pong.version_header.clone())], body).into_response()
+    let body = if success {
+        "pong\n"
+    } else {
+        "injected failure\n"
+    };
+    (
+        status,
+        [(VERSION_HEADER, pong.version_header.clone())],
+        body,
+    )
+        .into_response()
 }
 
 async fn readyz(State(pong): State<Arc<Pong>>) -> (StatusCode, &'static str) {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use instrumentation::cli::{parse_duration, parse_listen_address};
+use instrumentation::cli::{parse_duration, parse_label_token, parse_listen_address};
 
 use crate::profile::{LatencyMix, Profile, ProfileName, SuccessProbability};
 
@@ -21,7 +21,12 @@ pub struct Cli {
     /// The version to behave as: initial (90%500ms,10%200ms, 95% success),
     /// errors (90%500ms,10%200ms, 65%), slow (50%500ms,5%200ms,45%2s, 95%),
     /// best (90%0ms,10%200ms, 97%).
-    #[arg(long, env = "PONGER_PROFILE", default_value = "initial", value_name = "PROFILE")]
+    #[arg(
+        long,
+        env = "PONGER_PROFILE",
+        default_value = "initial",
+        value_name = "PROFILE"
+    )]
     pub profile: ProfileName,
 
     /// Override the profile's latency mix: <percent>%<duration>,... summing to 100.
@@ -35,7 +40,7 @@ pub struct Cli {
     /// The version label on metrics, traces and the x-ponger-version header
     /// [default: the profile name].
     #[arg(long = "version", env = "PONGER_VERSION", value_name = "LABEL",
-          value_parser = parse_version_label)]
+          value_parser = parse_label_token)]
     pub version_label: Option<String>,
 
     /// After SIGTERM, how long /readyz answers 503 while pings are still served,
@@ -43,19 +48,6 @@ pub struct Cli {
     #[arg(long, env = "PONGER_DRAIN_DELAY", default_value = "5s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub drain_delay: Duration,
-}
-
-fn parse_version_label(value: &str) -> Result<String, String> {
-    let valid = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if valid {
-        Ok(value.to_owned())
-    } else {
-        Err("expected 1 to 63 letters, digits, '.', '-' or '_', such as errors or v1.2.0".to_owned())
-    }
 }
 
 /// Everything the server needs, overrides applied.

@@ -18,7 +18,12 @@ pub struct LatencyEntry {
 
 impl fmt::Display for LatencyEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}%{}", self.percent, humantime::format_duration(self.delay))
+        write!(
+            f,
+            "{}%{}",
+            self.percent,
+            humantime::format_duration(self.delay)
+        )
     }
 }
 
@@ -39,9 +44,13 @@ pub enum LatencyMixError {
     Empty,
     #[error("entry '{0}' has no '%'; expected {LATENCY_MIX_FORM}")]
     MissingPercentSign(String),
-    #[error("entry '{0}' has a percent that is not a number from 0 to 100; expected {LATENCY_MIX_FORM}")]
+    #[error(
+        "entry '{0}' has a percent that is not a number from 0 to 100; expected {LATENCY_MIX_FORM}"
+    )]
     BadPercent(String),
-    #[error("entry '{0}' has a duration that is not a non-negative duration with a unit (0ms, 200ms, 2s); expected {LATENCY_MIX_FORM}")]
+    #[error(
+        "entry '{0}' has a duration that is not a non-negative duration with a unit (0ms, 200ms, 2s); expected {LATENCY_MIX_FORM}"
+    )]
     BadDuration(String),
     #[error("percents sum to {0}, not 100; expected {LATENCY_MIX_FORM}")]
     BadSum(f64),
@@ -245,9 +254,18 @@ mod tests {
         assert_eq!(
             ProfileName::Slow.profile().latency.entries(),
             &[
-                LatencyEntry { percent: 50.0, delay: Duration::from_millis(500) },
-                LatencyEntry { percent: 5.0, delay: Duration::from_millis(200) },
-                LatencyEntry { percent: 45.0, delay: Duration::from_secs(2) },
+                LatencyEntry {
+                    percent: 50.0,
+                    delay: Duration::from_millis(500)
+                },
+                LatencyEntry {
+                    percent: 5.0,
+                    delay: Duration::from_millis(200)
+                },
+                LatencyEntry {
+                    percent: 45.0,
+                    delay: Duration::from_secs(2)
+                },
             ]
         );
     }
@@ -265,19 +283,40 @@ mod tests {
     fn rejects_each_invalid_form() {
         let cases = [
             ("", LatencyMixError::Empty),
-            ("90500ms,10%200ms", LatencyMixError::MissingPercentSign("90500ms".into())),
-            ("ninety%500ms,10%200ms", LatencyMixError::BadPercent("ninety%500ms".into())),
-            ("-10%500ms,110%200ms", LatencyMixError::BadPercent("-10%500ms".into())),
-            ("90%-500ms,10%200ms", LatencyMixError::BadDuration("90%-500ms".into())),
-            ("90%500,10%200ms", LatencyMixError::BadDuration("90%500".into())),
-            ("90%soon,10%200ms", LatencyMixError::BadDuration("90%soon".into())),
+            (
+                "90500ms,10%200ms",
+                LatencyMixError::MissingPercentSign("90500ms".into()),
+            ),
+            (
+                "ninety%500ms,10%200ms",
+                LatencyMixError::BadPercent("ninety%500ms".into()),
+            ),
+            (
+                "-10%500ms,110%200ms",
+                LatencyMixError::BadPercent("-10%500ms".into()),
+            ),
+            (
+                "90%-500ms,10%200ms",
+                LatencyMixError::BadDuration("90%-500ms".into()),
+            ),
+            (
+                "90%500,10%200ms",
+                LatencyMixError::BadDuration("90%500".into()),
+            ),
+            (
+                "90%soon,10%200ms",
+                LatencyMixError::BadDuration("90%soon".into()),
+            ),
             ("90%500ms,20%200ms", LatencyMixError::BadSum(110.0)),
             ("50%500ms", LatencyMixError::BadSum(50.0)),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<LatencyMix>(), Err(expected), "{text:?}");
         }
-        let message = "90%500ms,20%200ms".parse::<LatencyMix>().unwrap_err().to_string();
+        let message = "90%500ms,20%200ms"
+            .parse::<LatencyMix>()
+            .unwrap_err()
+            .to_string();
         assert!(message.contains(LATENCY_MIX_FORM), "{message}");
     }
 
@@ -293,7 +332,10 @@ mod tests {
         assert_eq!(delay(0.999_999_999), Duration::from_secs(2));
         // A zero-percent entry is never chosen, even at the very top.
         let with_zero = mix("100%1s,0%5s");
-        assert_eq!(with_zero.choose(0.999_999_999_999).1.delay, Duration::from_secs(1));
+        assert_eq!(
+            with_zero.choose(0.999_999_999_999).1.delay,
+            Duration::from_secs(1)
+        );
     }
 
     /// Binomial bound: each observed share lies within 5 standard deviations
@@ -342,10 +384,23 @@ mod tests {
 
     #[test]
     fn success_percent_bounds() {
-        assert_eq!("95".parse::<SuccessProbability>().map(|p| p.percent()), Ok(95.0));
-        assert_eq!("0".parse::<SuccessProbability>().map(|p| p.probability()), Ok(0.0));
-        assert!("100".parse::<SuccessProbability>().is_ok_and(|p| p.succeeds(0.999_999)));
-        assert!("0".parse::<SuccessProbability>().is_ok_and(|p| !p.succeeds(0.0)));
+        assert_eq!(
+            "95".parse::<SuccessProbability>().map(|p| p.percent()),
+            Ok(95.0)
+        );
+        assert_eq!(
+            "0".parse::<SuccessProbability>().map(|p| p.probability()),
+            Ok(0.0)
+        );
+        assert!(
+            "100"
+                .parse::<SuccessProbability>()
+                .is_ok_and(|p| p.succeeds(0.999_999))
+        );
+        assert!(
+            "0".parse::<SuccessProbability>()
+                .is_ok_and(|p| !p.succeeds(0.0))
+        );
         for bad in ["-1", "100.5", "lots", ""] {
             assert!(bad.parse::<SuccessProbability>().is_err(), "{bad}");
         }

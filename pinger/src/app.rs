@@ -1,0 +1,252 @@
+//! The ping loop and the pinger's own metrics.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use instrumentation::client::{ClientResponse, InstrumentedClient};
+use instrumentation::metrics::{HttpClientMetrics, ProcessCollector, register_build_info};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use reqwest::Url;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::schedule::{PingSchedule, Slot};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkipReason {
+    reason: Cow<'static, str>,
+}
+
+/// Metrics about the load itself, so that a dashboard can tell a quiet
+/// target from a pinger that is not pinging.
+#[derive(Clone, Debug)]
+struct ScheduleMetrics {
+    skipped: Family<SkipReason, Counter>,
+    send_lag: Histogram,
+}
+
+impl ScheduleMetrics {
+    fn register(registry: &mut Registry, rate: f64) -> Self {
+        let metrics = Self {
+            skipped: Family::default(),
+            // From 50 µs to 1 s: the schedule's precision, then stalls.
+            send_lag: Histogram::new([
+                0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.1, 1.0,
+            ]),
+        };
+        registry.register(
+            "pinger_pings_skipped",
+            "Pings not sent: reason=max_in_flight (too many awaiting a response) or schedule_lag (due during a stall)",
+            metrics.skipped.clone(),
+        );
+        registry.register_with_unit(
+            "pinger_send_lag",
+            "How late each ping was sent compared with its evenly spaced schedule",
+            Unit::Seconds,
+            metrics.send_lag.clone(),
+        );
+        let configured_rate = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        configured_rate.set(rate);
+        registry.register(
+            "pinger_configured_pings_per_second",
+            "The rate the pinger is configured to send at",
+            configured_rate,
+        );
+        metrics
+    }
+
+    fn skip(&self, reason: &'static str, count: u64) {
+        self.skipped
+            .get_or_create(&SkipReason {
+                reason: Cow::Borrowed(reason),
+            })
+            .inc_by(count);
+    }
+}
+
+/// Logs failed pings at most once a second, with how many it left out, so
+/// that a target that is down does not flood the logs.
+#[derive(Debug)]
+struct FailureLog {
+    state: Mutex<FailureLogState>,
+}
+
+#[derive(Debug)]
+struct FailureLogState {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(FailureLogState {
+                last_logged: None,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    fn failed(&self, url: &Url, response: &ClientResponse) {
+        let suppressed = {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            if state
+                .last_logged
+                .is_some_and(|last| now.duration_since(last) < Self::EVERY)
+            {
+                state.suppressed += 1;
+                return;
+            }
+            state.last_logged = Some(now);
+            std::mem::take(&mut state.suppressed)
+        };
+        tracing::warn!(
+            target_url = %url,
+            code = %response.outcome.label(),
+            error = response.error.as_ref().map(|error| tracing::field::display(error_chain(error))),
+            trace_id = response.trace_id.map(tracing::field::display),
+            elapsed_ms = response.elapsed.as_secs_f64() * 1000.0,
+            similar_failures_not_logged = suppressed,
+            "ping failed"
+        );
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request");
+/// the chain names it ("Connection refused").
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// The pinger: its registry (for `/metrics`) and what it needs to ping.
+pub struct Pinger {
+    client: InstrumentedClient,
+    targets: Arc<[Url]>,
+    next_target: AtomicUsize,
+    rate: f64,
+    timeout: Duration,
+    max_in_flight: u32,
+    metrics: ScheduleMetrics,
+    failures: Arc<FailureLog>,
+}
+
+impl Pinger {
+    /// Builds the pinger and the registry holding all its metrics.
+    pub fn new(config: &Config) -> Result<(Self, Registry), reqwest::Error> {
+        let mut registry = Registry::default();
+        let client_metrics = HttpClientMetrics::register(&mut registry);
+        let metrics = ScheduleMetrics::register(&mut registry, config.rate);
+        register_build_info(
+            &mut registry,
+            "pinger",
+            vec![
+                ("version".into(), env!("CARGO_PKG_VERSION").into()),
+                ("revision".into(), instrumentation::REVISION.into()),
+            ],
+        );
+        ProcessCollector::register(&mut registry);
+
+        let mut http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .no_proxy()
+            .user_agent(concat!("pinger/", env!("CARGO_PKG_VERSION")));
+        if !config.keep_alive {
+            // No idle connection is kept, so every ping connects afresh.
+            http = http.pool_max_idle_per_host(0);
+        }
+        let client =
+            InstrumentedClient::new(http.build()?, client_metrics, config.target_name.clone());
+        let pinger = Self {
+            client,
+            targets: config.targets.clone().into(),
+            next_target: AtomicUsize::new(0),
+            rate: config.rate,
+            timeout: config.timeout,
+            max_in_flight: config.max_in_flight,
+            metrics,
+            failures: Arc::new(FailureLog::new()),
+        };
+        Ok((pinger, registry))
+    }
+
+    fn next_target(&self) -> Url {
+        let index = self.next_target.fetch_add(1, Ordering::Relaxed) % self.targets.len();
+        self.targets[index].clone()
+    }
+
+    /// Pings until `stop` resolves, then waits up to the ping timeout for the
+    /// pings still in flight.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let in_flight = Arc::new(Semaphore::new(self.max_in_flight as usize));
+        let mut schedule = PingSchedule::new(Instant::now(), self.rate);
+        tracing::info!(
+            rate = self.rate,
+            targets = ?self.targets.iter().map(Url::as_str).collect::<Vec<_>>(),
+            interval_us = schedule.interval().as_micros() as u64,
+            "pinging"
+        );
+        tokio::pin!(stop);
+        loop {
+            match schedule.poll(Instant::now()) {
+                Slot::Send { scheduled } => {
+                    self.metrics
+                        .send_lag
+                        .observe(scheduled.elapsed().as_secs_f64());
+                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                        self.metrics.skip("max_in_flight", 1);
+                        continue;
+                    };
+                    let client = self.client.clone();
+                    let failures = self.failures.clone();
+                    let url = self.next_target();
+                    tokio::spawn(async move {
+                        let response = client.get(&url).await;
+                        if !response.outcome.is_success() {
+                            failures.failed(&url, &response);
+                        }
+                        drop(permit);
+                    });
+                }
+                Slot::Skip { count } => {
+                    tracing::warn!(count, "pinger stalled: skipping pings that are too late");
+                    self.metrics.skip("schedule_lag", count);
+                }
+                Slot::WaitUntil(deadline) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline.into()) => {},
+                        _ = &mut stop => break,
+                    }
+                }
+            }
+        }
+        let pending = self.max_in_flight as usize - in_flight.available_permits();
+        tracing::info!(pending, "stopped scheduling; waiting for pings in flight");
+        let all = in_flight.acquire_many(self.max_in_flight);
+        // A little beyond the timeout, so that every ping can report its own timeout.
+        match tokio::time::timeout(self.timeout + Duration::from_millis(500), all).await {
+            Ok(_) => tracing::info!("all pings answered"),
+            Err(_) => tracing::warn!("pings still in flight at shutdown were abandoned"),
+        }
+    }
+}
