@@ -28,18 +28,18 @@ pub struct Config {
     pub target_name: String,
 
     /// Pings per second, evenly spaced.
-    #[arg(long, env = "PINGER_RATE", default_value = "10", value_name = "PER_SECOND",
+    #[arg(long, env = "PINGER_RATE", allow_hyphen_values = true, default_value = "10", value_name = "PER_SECOND",
           value_parser = parse_rate)]
     pub rate: f64,
 
     /// Give up on a ping after this long (counted with code="timeout").
-    #[arg(long, env = "PINGER_TIMEOUT", default_value = "5s", value_name = "DURATION",
+    #[arg(long, env = "PINGER_TIMEOUT", allow_hyphen_values = true, default_value = "5s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// At most this many pings awaiting a response; a ping that would exceed it
     /// is skipped and counted (pinger_pings_skipped_total{reason="max_in_flight"}).
-    #[arg(long, env = "PINGER_MAX_IN_FLIGHT", default_value = "1000", value_name = "COUNT",
+    #[arg(long, env = "PINGER_MAX_IN_FLIGHT", allow_hyphen_values = true, default_value = "1000", value_name = "COUNT",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_in_flight: u32,
 

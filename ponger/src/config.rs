@@ -30,11 +30,21 @@ pub struct Cli {
     pub profile: ProfileName,
 
     /// Override the profile's latency mix: <percent>%<duration>,... summing to 100.
-    #[arg(long, env = "PONGER_LATENCY", value_name = "MIX")]
+    #[arg(
+        long,
+        env = "PONGER_LATENCY",
+        allow_hyphen_values = true,
+        value_name = "MIX"
+    )]
     pub latency: Option<LatencyMix>,
 
     /// Override the profile's success percent (0 to 100).
-    #[arg(long, env = "PONGER_SUCCESS_PERCENT", value_name = "PERCENT")]
+    #[arg(
+        long,
+        env = "PONGER_SUCCESS_PERCENT",
+        allow_hyphen_values = true,
+        value_name = "PERCENT"
+    )]
     pub success_percent: Option<SuccessProbability>,
 
     /// The version label on metrics, traces and the x-ponger-version header
@@ -45,7 +55,7 @@ pub struct Cli {
 
     /// After SIGTERM, how long /readyz answers 503 while pings are still served,
     /// so that load balancers stop sending new ones. A second signal cuts it short.
-    #[arg(long, env = "PONGER_DRAIN_DELAY", default_value = "5s", value_name = "DURATION",
+    #[arg(long, env = "PONGER_DRAIN_DELAY", allow_hyphen_values = true, default_value = "5s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub drain_delay: Duration,
 }

@@ -1,1 +1,47 @@
+//! Test support for the workspace's integration tests: everything here is
+//! real and runs on loopback.
+//!
+//! - [`Service`]: one of the workspace's binaries, started as a child process.
+//! - [`Prometheus`]: Debian's `prometheus`, started with exemplar storage on.
+//! - [`OtlpReceiver`]: an OTLP/HTTP protobuf trace receiver.
+//! - [`exposition`]: a small reader for `/metrics` pages, for assertions.
+//!
+//! The API is blocking (tests are plain `#[test]` functions); the OTLP
+//! receiver runs its own runtime on a background thread.
 
+pub mod exposition;
+pub mod otlp;
+pub mod prometheus;
+pub mod service;
+
+pub use exposition::{Exposition, Sample, scrape};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use prometheus::Prometheus;
+pub use service::{Service, assert_config_error, binary, run_to_exit};
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what`
+/// after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A blocking HTTP client for tests: no proxy, no connection reuse surprises.
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client without TLS builds")
+}

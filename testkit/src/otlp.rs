@@ -1,0 +1,169 @@
+//! A real OTLP/HTTP trace receiver: accepts `POST /v1/traces` with an
+//! `application/x-protobuf` `ExportTraceServiceRequest`, as a collector does,
+//! and keeps every span for assertions.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+
+/// One span as received, ids in lowercase hex.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub service_name: String,
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// The OTLP span kind: 2 server, 3 client.
+    pub kind: i32,
+    pub attributes: BTreeMap<String, String>,
+}
+
+pub const SPAN_KIND_SERVER: i32 = 2;
+pub const SPAN_KIND_CLIENT: i32 = 3;
+
+type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
+
+/// The receiver; it stops when dropped.
+pub struct OtlpReceiver {
+    address: SocketAddr,
+    spans: Spans,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl OtlpReceiver {
+    pub fn start() -> Self {
+        let spans: Spans = Arc::default();
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let state = spans.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                let _ = address_sender.send(listener.local_addr().expect("local address"));
+                let app = Router::new()
+                    .route("/v1/traces", post(receive))
+                    .with_state(state);
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.await;
+                    })
+                    .await;
+            });
+        });
+        let address = address_receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("OTLP receiver started");
+        Self {
+            address,
+            spans,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// The base URL to put in `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.spans.lock().expect("span lock").clone()
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if content_type != "application/x-protobuf" {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+    }
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return (StatusCode::BAD_REQUEST, Vec::new());
+    };
+    let mut received = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service_name = resource_spans
+            .resource
+            .as_ref()
+            .and_then(|resource| {
+                resource
+                    .attributes
+                    .iter()
+                    .find(|attribute| attribute.key == "service.name")
+            })
+            .map(attribute_value)
+            .unwrap_or_default();
+        for scope_spans in resource_spans.scope_spans {
+            for span in scope_spans.spans {
+                received.push(ReceivedSpan {
+                    service_name: service_name.clone(),
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name,
+                    kind: span.kind,
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|attribute| (attribute.key.clone(), attribute_value(attribute)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    spans.lock().expect("span lock").extend(received);
+    (
+        StatusCode::OK,
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+}
+
+fn attribute_value(attribute: &KeyValue) -> String {
+    match attribute
+        .value
+        .as_ref()
+        .and_then(|AnyValue { value }| value.as_ref())
+    {
+        Some(any_value::Value::StringValue(value)) => value.clone(),
+        Some(any_value::Value::BoolValue(value)) => value.to_string(),
+        Some(any_value::Value::IntValue(value)) => value.to_string(),
+        Some(any_value::Value::DoubleValue(value)) => value.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
