@@ -19,7 +19,7 @@ pub struct Config {
 
     /// URL(s) to ping; several (comma-separated or repeated) are used round robin.
     #[arg(long = "target", env = "PINGER_TARGET", default_value = "http://127.0.0.1:8080/ping",
-          value_name = "URL", value_delimiter = ',', required = true, value_parser = parse_target)]
+          value_name = "URL", value_delimiter = ',', value_parser = parse_target)]
     pub targets: Vec<Url>,
 
     /// The pinged service's name: the `target` label of the client metrics.
@@ -47,7 +47,7 @@ pub struct Config {
     /// Kubernetes Service spread pings over pods in proportion, as canary
     /// weights assume; kept-alive connections pin traffic to a few pods.
     #[arg(long, env = "PINGER_KEEP_ALIVE", value_name = "BOOL", num_args = 0..=1,
-          default_value_t = false, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+          default_value_t = false, default_missing_value = "true", value_parser = parse_switch)]
     pub keep_alive: bool,
 }
 
@@ -61,6 +61,14 @@ fn parse_rate(value: &str) -> Result<f64, String> {
         .ok()
         .filter(|rate| rate.is_finite() && *rate > 0.0 && *rate <= 100_000.0)
         .ok_or_else(|| RATE_FORM.to_owned())
+}
+
+fn parse_switch(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false (or yes/no, on/off, 1/0)".to_owned()),
+    }
 }
 
 fn parse_target(value: &str) -> Result<Url, String> {

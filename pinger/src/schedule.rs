@@ -24,6 +24,7 @@ pub enum Slot {
 #[derive(Clone, Debug)]
 pub struct PingSchedule {
     start: Instant,
+    rate_per_second: f64,
     interval: Duration,
     late_tolerance: Duration,
     next: u64,
@@ -38,6 +39,7 @@ impl PingSchedule {
         let interval = Duration::from_secs_f64(1.0 / rate_per_second);
         Self {
             start,
+            rate_per_second,
             interval,
             late_tolerance: interval.max(Self::MIN_LATE_TOLERANCE),
             next: 0,
@@ -49,9 +51,10 @@ impl PingSchedule {
     }
 
     fn due(&self, index: u64) -> Instant {
-        // Multiplying from the start, rather than adding intervals one by
-        // one, keeps rounding errors from accumulating into a rate drift.
-        self.start + self.interval.mul_f64(index as f64)
+        // Computed from the start and the exact rate, rather than by adding a
+        // rounded interval again and again, so that no rounding error
+        // accumulates into a rate drift.
+        self.start + Duration::from_secs_f64(index as f64 / self.rate_per_second)
     }
 
     /// The next thing to do at `now`.
@@ -130,17 +133,22 @@ mod tests {
     fn no_drift_over_many_intervals() {
         let start = Instant::now();
         let mut schedule = PingSchedule::new(start, 3.0);
-        let mut last = start;
-        for _ in 0..30_000 {
-            match schedule.poll(last) {
-                Slot::Send { scheduled } => last = scheduled,
-                Slot::WaitUntil(at) => last = at,
+        let mut now = start;
+        let mut sent = 0u64;
+        let mut last_scheduled = start;
+        while sent < 15_000 {
+            match schedule.poll(now) {
+                Slot::Send { scheduled } => {
+                    sent += 1;
+                    last_scheduled = scheduled;
+                }
+                Slot::WaitUntil(at) => now = at,
                 Slot::Skip { .. } => panic!("never late"),
             }
         }
-        // 15,000 pings at 3/s end 4,999.67 s after the start, to the microsecond.
+        // Ping 14,999 (the 15,000th) is due 4,999.67 s after the start, to the microsecond.
         let expected = Duration::from_secs_f64(14_999.0 / 3.0);
-        let actual = last - start;
+        let actual = last_scheduled - start;
         let error = if actual > expected {
             actual - expected
         } else {

@@ -10,11 +10,13 @@
 //! receiver runs its own runtime on a background thread.
 
 pub mod exposition;
+pub mod fake_target;
 pub mod otlp;
 pub mod prometheus;
 pub mod service;
 
 pub use exposition::{Exposition, Sample, scrape};
+pub use fake_target::{Behaviour, FakeTarget};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use prometheus::Prometheus;
 pub use service::{Service, assert_config_error, binary, run_to_exit};
