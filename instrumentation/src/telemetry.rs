@@ -24,8 +24,13 @@ use tracing_subscriber::{Layer, Registry};
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error(
-        "OTEL_EXPORTER_OTLP_PROTOCOL: {0} (this build exports over http/protobuf, usually port 4318)"
+        "{variable}: {value:?} is not supported; expected http/protobuf (OTLP over HTTP, usually port 4318)"
     )]
+    UnsupportedProtocol {
+        variable: &'static str,
+        value: String,
+    },
+    #[error("OTEL_EXPORTER_OTLP_*: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("RUST_LOG: {0} (expected a filter such as info or ponger=debug,info)")]
     LogFilter(#[from] tracing_subscriber::filter::ParseError),
@@ -83,6 +88,7 @@ pub fn init(
     let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
     let exporting = otlp_endpoint_configured();
     if exporting {
+        check_protocol()?;
         // The batch processor keeps at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans and
         // drops the rest, so an unreachable collector costs bounded memory.
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -132,6 +138,23 @@ fn otlp_endpoint_configured() -> bool {
     ]
     .iter()
     .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+}
+
+/// This build carries the HTTP/protobuf exporter only; the library would
+/// otherwise ignore a request for gRPC and send HTTP to a gRPC port, failing
+/// every export quietly.
+fn check_protocol() -> Result<(), TelemetryError> {
+    for variable in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Ok(value) = env::var(variable) {
+            if !value.trim().is_empty() && value.trim() != "http/protobuf" {
+                return Err(TelemetryError::UnsupportedProtocol { variable, value });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The trace context a request carries in its `traceparent` header.
