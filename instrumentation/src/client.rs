@@ -68,7 +68,7 @@ impl InstrumentedClient {
         crate::telemetry::inject_context(&context, &mut headers);
         request = request.headers(headers);
 
-        let _in_flight = self.metrics.start(&self.target);
+        let _in_flight = self.metrics.start(self.target.clone());
         let started = Instant::now();
         let result = async {
             let response = request.send().await?;

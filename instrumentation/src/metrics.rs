@@ -141,10 +141,10 @@ impl HttpServerMetrics {
 
     /// Marks a request as in flight until the returned guard is dropped, so a
     /// request abandoned by its client is not counted forever.
-    pub fn start(&self, handler: &Cow<'static, str>) -> InFlight {
-        let gauge = self.in_flight.get_or_create_owned(&HandlerLabel {
-            handler: handler.clone(),
-        });
+    pub fn start(&self, handler: Cow<'static, str>) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create_owned(&HandlerLabel { handler });
         gauge.inc();
         InFlight(gauge)
     }
@@ -207,10 +207,8 @@ impl HttpClientMetrics {
         metrics
     }
 
-    pub fn start(&self, target: &Cow<'static, str>) -> InFlight {
-        let gauge = self.in_flight.get_or_create_owned(&TargetLabel {
-            target: target.clone(),
-        });
+    pub fn start(&self, target: Cow<'static, str>) -> InFlight {
+        let gauge = self.in_flight.get_or_create_owned(&TargetLabel { target });
         gauge.inc();
         InFlight(gauge)
     }

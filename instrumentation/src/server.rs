@@ -62,7 +62,7 @@ async fn instrument(State(state): State<LayerState>, request: Request, next: Nex
         None => Cow::Borrowed("unmatched"),
     };
     let method = method_label(request.method());
-    let _in_flight = state.metrics.start(&handler);
+    let _in_flight = state.metrics.start(handler.clone());
 
     let (mut response, span_context) = match state.tracing {
         Tracing::Untraced => (next.run(request).await, None),

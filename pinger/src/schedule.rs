@@ -149,11 +149,7 @@ mod tests {
         // Ping 14,999 (the 15,000th) is due 4,999.67 s after the start, to the microsecond.
         let expected = Duration::from_secs_f64(14_999.0 / 3.0);
         let actual = last_scheduled - start;
-        let error = if actual > expected {
-            actual - expected
-        } else {
-            expected - actual
-        };
+        let error = actual.abs_diff(expected);
         assert!(error < Duration::from_micros(1), "drifted by {error:?}");
     }
 

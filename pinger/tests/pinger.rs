@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use testkit::{Behaviour, FakeTarget, Service, assert_config_error, run_to_exit, scrape};
+use testkit::{
+    Behaviour, ConfigErrorCase, FakeTarget, Service, assert_config_errors, run_to_exit, scrape,
+};
 
 fn pinger(targets: &str, extra: &[&str]) -> Service {
     let mut args = vec!["--listen", "127.0.0.1:0", "--target", targets];
@@ -24,7 +26,7 @@ fn closed_port_url() -> String {
 
 #[test]
 fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
-    let cases: &[(&[&str], &[(&str, &str)], &str, &str)] = &[
+    let cases: &[ConfigErrorCase] = &[
         (&["--rate", "0"], &[], "--rate", "pings per second above 0"),
         (&["--rate", "-5"], &[], "--rate", "pings per second above 0"),
         (
@@ -66,9 +68,7 @@ fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
             "such as 0.0.0.0:8080",
         ),
     ];
-    for (args, envs, flag, accepted_form) in cases {
-        assert_config_error("pinger", args, envs, flag, accepted_form);
-    }
+    assert_config_errors("pinger", cases);
     let (status, help) = run_to_exit("pinger", &["--help"], &[]);
     assert!(status.success());
     for flag in [

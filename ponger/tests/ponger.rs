@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{Service, assert_config_error, http_client, run_to_exit, scrape};
+use testkit::{ConfigErrorCase, Service, assert_config_errors, http_client, run_to_exit, scrape};
 
 fn ponger(args: &[&str]) -> Service {
     let mut all = vec!["--listen", "127.0.0.1:0"];
@@ -16,7 +16,7 @@ fn ponger(args: &[&str]) -> Service {
 #[test]
 fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
     let form = "<percent>%<duration>,... with percents summing to 100";
-    let cases: &[(&[&str], &[(&str, &str)], &str, &str)] = &[
+    let cases: &[ConfigErrorCase] = &[
         (
             &["--profile", "fast"],
             &[],
@@ -68,9 +68,7 @@ fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
         (&["--version", "a b"], &[], "--version", "letters, digits"),
         (&["--colour", "red"], &[], "--colour", "unexpected argument"),
     ];
-    for (args, envs, flag, accepted_form) in cases {
-        assert_config_error("ponger", args, envs, flag, accepted_form);
-    }
+    assert_config_errors("ponger", cases);
 }
 
 #[test]

@@ -19,7 +19,9 @@ pub use exposition::{Exposition, Sample, scrape};
 pub use fake_target::{Behaviour, FakeTarget};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use prometheus::Prometheus;
-pub use service::{Service, assert_config_error, binary, run_to_exit};
+pub use service::{
+    ConfigErrorCase, Service, assert_config_error, assert_config_errors, binary, run_to_exit,
+};
 
 use std::time::{Duration, Instant};
 

