@@ -430,3 +430,23 @@ fn handler_label_is_the_route_template_and_unknown_paths_add_no_series() {
         0.0
     );
 }
+
+#[test]
+fn request_scoped_log_lines_carry_the_trace_id() {
+    let server = Service::start(
+        "ponger",
+        &["--listen", "127.0.0.1:0", "--latency", "100%0ms", "--success-percent", "0"],
+        &[("RUST_LOG", "info,ponger=debug")],
+    );
+    let response = http_client().get(server.url("/ping")).send().expect("ping");
+    let trace_id = response.headers()["x-trace-id"].to_str().expect("ascii").to_owned();
+    let line = testkit::wait_for("the injected failure log line", Duration::from_secs(5), || {
+        server.logs().into_iter().find(|line| line.contains("injected failure"))
+    });
+    let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let spans = log["spans"].as_array().expect("the line lists its spans");
+    assert!(
+        spans.iter().any(|span| span["trace_id"] == trace_id.as_str()),
+        "{line} lacks trace_id {trace_id}"
+    );
+}
