@@ -35,6 +35,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
 fi
 
+if ! command -v kubectl >/dev/null; then
+  echo "kubectl is missing: install kubectl (1.27 or newer; its built-in kustomize builds k8s/)" >&2
+  exit 1
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest is absent; scripts/test.sh falls back to cargo test"
 fi

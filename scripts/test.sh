@@ -13,6 +13,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build the binaries the integration tests run"
 cargo build --workspace --bins --locked
 
+echo "== deployment assets, validated offline (kustomize, kubernetes-validate, hadolint, compose, promtool, yamllint)"
+scripts/check-deploy.sh
+
 echo "== tests (unit, integration over loopback, real Prometheus, real OTLP receiver)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

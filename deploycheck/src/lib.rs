@@ -8,7 +8,7 @@ pub mod promql;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,7 +31,8 @@ pub fn read(relative: &str) -> String {
 pub fn yaml_documents(text: &str) -> Vec<Value> {
     serde_norway::Deserializer::from_str(text)
         .map(|document| {
-            serde::Deserialize::deserialize(document).unwrap_or_else(|error| panic!("YAML: {error}"))
+            serde::Deserialize::deserialize(document)
+                .unwrap_or_else(|error| panic!("YAML: {error}"))
         })
         .filter(|value: &Value| !value.is_null())
         .collect()
@@ -69,7 +70,10 @@ pub fn kustomize(relative: &str) -> Vec<Value> {
 
 /// Objects of `kind` among `objects`.
 pub fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    objects.iter().filter(|object| object["kind"] == kind).collect()
+    objects
+        .iter()
+        .filter(|object| object["kind"] == kind)
+        .collect()
 }
 
 /// The one object of `kind` named `name`.
@@ -142,7 +146,12 @@ pub fn k8s_target_labels() -> Vec<String> {
         .expect("scrape_configs")
         .iter()
         .filter(|scrape| scrape.get("kubernetes_sd_configs").is_some())
-        .flat_map(|scrape| scrape["relabel_configs"].as_array().cloned().unwrap_or_default())
+        .flat_map(|scrape| {
+            scrape["relabel_configs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|rule| rule["target_label"].as_str().map(str::to_owned))
         .filter(|label| !label.starts_with("__"))
         .collect();
@@ -183,7 +192,11 @@ pub fn substitute_dashboard_variables(expr: &str, scrape_interval: Duration) -> 
         "$__rate_interval",
         &format!("{}s", (scrape_interval * 4).as_secs()),
     );
-    for variable in dashboard["templating"]["list"].as_array().cloned().unwrap_or_default() {
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         let name = variable["name"].as_str().unwrap_or_default();
         if let Some(all) = variable["allValue"].as_str() {
             out = out
@@ -235,141 +248,94 @@ pub fn used_args(text: &str) -> Vec<String> {
     names
 }
 
-/// A real Prometheus started with a complete configuration file (global
-/// settings, the repository's rule files, scrape configurations), exemplar
-/// storage and the remote-write receiver on, as the deployments run it.
-pub struct RulesPrometheus {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RulesPrometheus {
-    /// `config` is the whole prometheus.yml. Waits until Prometheus is ready.
-    pub fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let port = testkit::prometheus::free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
-        let child = Command::new(testkit::prometheus::executable())
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=exemplar-storage")
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let prometheus = Self {
-            child,
-            base,
-            _dir: dir,
-        };
-        let client = testkit::http_client();
-        testkit::wait_for("Prometheus to be ready", Duration::from_secs(30), || {
-            client
-                .get(format!("{}/-/ready", prometheus.base))
-                .send()
-                .ok()
-                .filter(|response| response.status().is_success())
-        });
-        prometheus
-    }
-
-    /// The `status`/`data`/`error` answer of an API call, whatever its status.
-    pub fn api(&self, path: &str, params: &[(&str, String)]) -> Value {
-        testkit::http_client()
-            .get(format!("{}{path}", self.base))
-            .query(params)
-            .send()
-            .unwrap_or_else(|error| panic!("Prometheus API {path}: {error}"))
-            .json()
-            .expect("Prometheus answers JSON")
-    }
-
-    /// An instant query: `Ok(result)` or `Err(error message)`.
-    pub fn try_query(&self, promql: &str) -> Result<Vec<Value>, String> {
-        let body = self.api("/api/v1/query", &[("query", promql.to_owned())]);
-        if body["status"] == "success" {
-            Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
-        } else {
-            Err(format!("{}: {}", body["errorType"], body["error"]))
-        }
-    }
-
-    /// An instant query that must succeed.
-    pub fn query(&self, promql: &str) -> Vec<Value> {
-        self.try_query(promql)
-            .unwrap_or_else(|error| panic!("query {promql}: {error}"))
-    }
-
-    /// The values of an instant query's vector, as Argo Rollouts hands them
-    /// to its conditions.
-    pub fn query_values(&self, promql: &str) -> Vec<f64> {
-        self.query(promql)
-            .iter()
-            .map(|sample| {
-                let text = sample["value"][1].as_str().expect("sample value");
-                text.parse().unwrap_or_else(|_| panic!("value {text}"))
-            })
-            .collect()
-    }
-
-    /// `/api/v1/query_exemplars` over the last `window`: the series groups.
-    pub fn query_exemplars(&self, promql: &str, window: Duration) -> Result<Vec<Value>, String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs_f64();
-        let body = self.api(
-            "/api/v1/query_exemplars",
-            &[
-                ("query", promql.to_owned()),
-                ("start", format!("{:.3}", now - window.as_secs_f64())),
-                ("end", format!("{now:.3}")),
-            ],
-        );
-        if body["status"] == "success" {
-            Ok(body["data"].as_array().cloned().unwrap_or_default())
-        } else {
-            Err(format!("{}: {}", body["errorType"], body["error"]))
-        }
-    }
-
-    /// `/api/v1/rules`: every rule, with its health and last error.
-    pub fn rules(&self) -> Vec<Value> {
-        let body = self.api("/api/v1/rules", &[]);
-        body["data"]["groups"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
-            .collect()
-    }
-
-    /// `/api/v1/targets`' active targets.
-    pub fn active_targets(&self) -> Vec<Value> {
-        self.api("/api/v1/targets", &[])["data"]["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for RulesPrometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The absolute glob of the repository's rule files, for `rule_files:`.
 pub fn rule_files_glob() -> String {
     format!("{}/prometheus/rules/*.yml", repo().display())
+}
+
+/// What the real binaries expose: for each series name, its label names and
+/// the values seen per label.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub series: BTreeMap<String, BTreeMap<String, std::collections::BTreeSet<String>>>,
+}
+
+impl Catalog {
+    pub fn add(&mut self, exposition: &testkit::Exposition) {
+        for sample in &exposition.samples {
+            let labels = self.series.entry(sample.name.clone()).or_default();
+            for (label, value) in &sample.labels {
+                labels
+                    .entry(label.clone())
+                    .or_default()
+                    .insert(value.clone());
+            }
+        }
+    }
+
+    pub fn has_metric(&self, name: &str) -> bool {
+        self.series.contains_key(name)
+    }
+
+    /// Label names of `metric` in the exposition.
+    pub fn labels_of(&self, metric: &str) -> Vec<String> {
+        self.series
+            .get(metric)
+            .map(|labels| labels.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `metric` was exposed with `label` = `value`.
+    pub fn has_value(&self, metric: &str, label: &str, value: &str) -> bool {
+        self.series
+            .get(metric)
+            .and_then(|labels| labels.get(label))
+            .is_some_and(|values| values.contains(value))
+    }
+}
+
+/// Runs the real ponger (profile `initial`) and pinger against it until the
+/// pinger has recorded both successful and failed pings, then reads both
+/// `/metrics` pages (classic text format).
+pub fn real_exposition() -> Catalog {
+    let ponger = testkit::Service::start(
+        "ponger",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "100%5ms",
+            "--success-percent",
+            "70",
+            "--drain-delay",
+            "0s",
+        ],
+        &[],
+    );
+    let pinger = testkit::Service::start(
+        "pinger",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            &ponger.url("/ping"),
+            "--rate",
+            "50",
+        ],
+        &[],
+    );
+    testkit::wait_for(
+        "the pinger to record successful and failed pings",
+        Duration::from_secs(20),
+        || {
+            let page = testkit::scrape(&pinger.url("/metrics"), false);
+            let ok = page.sum("http_client_requests_total", &[("code", "200")]);
+            let failed = page.sum("http_client_requests_total", &[("code", "500")]);
+            (ok >= 10.0 && failed >= 3.0).then_some(())
+        },
+    );
+    let mut catalog = Catalog::default();
+    catalog.add(&testkit::scrape(&ponger.url("/metrics"), false));
+    catalog.add(&testkit::scrape(&pinger.url("/metrics"), false));
+    catalog
 }

@@ -35,12 +35,20 @@ impl Prometheus {
     /// Starts Prometheus with `scrape_configs_yaml` (the YAML list under
     /// `scrape_configs:`), a global scrape and evaluation interval of 1 s, and waits until ready.
     pub fn start(scrape_configs_yaml: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = format!(
+        Self::start_with_config(&format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs_yaml}"
-        );
+        ))
+    }
+
+    /// Starts Prometheus with a whole `prometheus.yml` (rule files included),
+    /// exemplar storage and the remote-write receiver on, and waits until ready.
+    /// Its log is kept beside the TSDB and shown if it never gets ready.
+    pub fn start_with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let log_path = dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let child = Command::new(executable())
@@ -51,10 +59,11 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--enable-feature=exemplar-storage")
+            .arg("--web.enable-remote-write-receiver")
             .arg("--log.level=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start prometheus");
         let prometheus = Self {
@@ -63,13 +72,19 @@ impl Prometheus {
             _dir: dir,
         };
         let client = crate::http_client();
-        crate::wait_for("Prometheus to be ready", Duration::from_secs(30), || {
-            client
-                .get(format!("{}/-/ready", prometheus.base))
-                .send()
-                .ok()
-                .filter(|response| response.status().is_success())
-        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !client
+            .get(format!("{}/-/ready", prometheus.base))
+            .send()
+            .is_ok_and(|response| response.status().is_success())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Prometheus did not get ready; its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         prometheus
     }
 
@@ -77,53 +92,103 @@ impl Prometheus {
         &self.base
     }
 
-    fn api(&self, path: &str, params: &[(&str, String)]) -> Value {
-        let response = crate::http_client()
+    /// The whole JSON answer of an API call (`status`, `data`, `error`), whatever its status.
+    pub fn api(&self, path: &str, params: &[(&str, String)]) -> Value {
+        crate::http_client()
             .get(format!("{}{path}", self.base))
             .query(params)
             .send()
-            .unwrap_or_else(|error| panic!("Prometheus API {path}: {error}"));
-        let body: Value = response.json().expect("Prometheus answers JSON");
-        assert_eq!(
-            body["status"], "success",
-            "Prometheus API {path} {params:?}: {body}"
-        );
-        body["data"].clone()
+            .unwrap_or_else(|error| panic!("Prometheus API {path}: {error}"))
+            .json()
+            .expect("Prometheus answers JSON")
     }
 
-    /// An instant query; returns `data.result`.
+    /// `data` of an API call: `Err` with Prometheus' error when it failed.
+    pub fn try_api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
+        let body = self.api(path, params);
+        if body["status"] == "success" {
+            Ok(body["data"].clone())
+        } else {
+            Err(format!("{}: {}", body["errorType"], body["error"]))
+        }
+    }
+
+    /// An instant query: `Ok(data.result)` or `Err(error message)`.
+    pub fn try_query(&self, promql: &str) -> Result<Vec<Value>, String> {
+        self.try_api("/api/v1/query", &[("query", promql.to_owned())])
+            .map(|data| data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// An instant query that must succeed; returns `data.result`.
     pub fn query(&self, promql: &str) -> Vec<Value> {
-        let data = self.api("/api/v1/query", &[("query", promql.to_owned())]);
-        data["result"].as_array().cloned().unwrap_or_default()
+        self.try_query(promql)
+            .unwrap_or_else(|error| panic!("query {promql}: {error}"))
+    }
+
+    /// The values of an instant query's vector, as Argo Rollouts hands them
+    /// to its conditions.
+    pub fn query_values(&self, promql: &str) -> Vec<f64> {
+        self.query(promql)
+            .iter()
+            .map(|sample| {
+                let text = sample["value"][1].as_str().expect("sample value");
+                text.parse().unwrap_or_else(|_| panic!("value {text}"))
+            })
+            .collect()
     }
 
     /// The single value of an instant query returning one series, if any.
     pub fn query_value(&self, promql: &str) -> Option<f64> {
-        let result = self.query(promql);
-        let value = result.first()?["value"][1].as_str()?;
-        value.parse().ok()
+        self.query_values(promql).first().copied()
     }
 
-    /// `/api/v1/query_exemplars` over the last `window`.
-    pub fn query_exemplars(&self, promql: &str, window: Duration) -> Vec<Value> {
+    /// `/api/v1/query_exemplars` over the last `window`: the series groups.
+    pub fn try_query_exemplars(
+        &self,
+        promql: &str,
+        window: Duration,
+    ) -> Result<Vec<Value>, String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs_f64();
-        let data = self.api(
+        self.try_api(
             "/api/v1/query_exemplars",
             &[
                 ("query", promql.to_owned()),
                 ("start", format!("{:.3}", now - window.as_secs_f64())),
                 ("end", format!("{now:.3}")),
             ],
-        );
-        data.as_array().cloned().unwrap_or_default()
+        )
+        .map(|data| data.as_array().cloned().unwrap_or_default())
+    }
+
+    /// [`try_query_exemplars`](Self::try_query_exemplars) that must succeed.
+    pub fn query_exemplars(&self, promql: &str, window: Duration) -> Vec<Value> {
+        self.try_query_exemplars(promql, window)
+            .unwrap_or_else(|error| panic!("exemplars {promql}: {error}"))
+    }
+
+    /// `/api/v1/rules`: every rule, with its health and last error.
+    pub fn rules(&self) -> Vec<Value> {
+        let data = self
+            .try_api("/api/v1/rules", &[])
+            .unwrap_or_else(|error| panic!("rules: {error}"));
+        data["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+            .collect()
     }
 
     /// `/api/v1/targets`' active targets.
     pub fn active_targets(&self) -> Vec<Value> {
-        self.api("/api/v1/targets", &[])["activeTargets"]
+        let data = self
+            .try_api("/api/v1/targets", &[])
+            .unwrap_or_else(|error| panic!("targets: {error}"));
+        data["activeTargets"]
             .as_array()
             .cloned()
             .unwrap_or_default()
