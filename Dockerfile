@@ -16,6 +16,8 @@ WORKDIR /src
 # context. BuildKit cache mounts keep the registry and the target directory
 # between builds, so a source change recompiles only the workspace crates.
 COPY . .
+# Becomes the `revision` label of ponger_build_info and pinger_build_info.
+ARG BUILD_REVISION=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p ponger -p pinger \

@@ -24,6 +24,9 @@ group "default" {
 target "_common" {
   context    = "."
   dockerfile = "Dockerfile"
+  args = {
+    BUILD_REVISION = "${REVISION}"
+  }
   labels = {
     "org.opencontainers.image.revision" = "${REVISION}"
   }

@@ -19,8 +19,9 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 
-/// The source revision baked in at build time (`BUILD_REVISION`), or `unknown`.
+/// The source revision baked in at build time (`BUILD_REVISION`, which the
+/// Dockerfile passes from `docker buildx bake`'s `REVISION`), or `unknown`.
 pub const REVISION: &str = match option_env!("BUILD_REVISION") {
-    Some(revision) => revision,
-    None => "unknown",
+    Some(revision) if !revision.is_empty() => revision,
+    _ => "unknown",
 };
