@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+[ "$(kubectl -n pingpong get rollout ponger -o jsonpath='{.status.abort}')" = "true" ] \
+  && kubectl -n pingpong get rollout ponger -o jsonpath='{.spec.template.spec.containers[0].image}' | grep -q 'ponger:slow'

@@ -1,0 +1,17 @@
+//! Workshop scenarios and a local rollout rehearsal.
+//!
+//! `rehearse <version>` plays the canary Rollout and AnalysisTemplate(s) from
+//! `k8s/` on loopback: real ponger replicas behind a small load balancer (the
+//! Service), the real pinger, a real Prometheus, and the analysis evaluated
+//! with Argo Rollouts' semantics. It rehearses analysis and weights; it does
+//! not replace Argo Rollouts.
+
+pub mod analysis;
+pub mod expr;
+pub mod lb;
+pub mod manifests;
+pub mod plan;
+pub mod procs;
+pub mod prom;
+pub mod rehearsal;
+pub mod report;

@@ -1,0 +1,340 @@
+//! The rehearsal's report: a terminal table, JSON and Markdown.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::analysis::{Measurement, Phase, Run};
+use crate::lb::Totals;
+use crate::plan::Plan;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricOutcome {
+    pub name: String,
+    pub phase: Phase,
+    pub dry_run: bool,
+    pub measurements: Vec<Measurement>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AnalysisOutcome {
+    /// `ours` (the Rollout's) or `compare`.
+    pub role: String,
+    pub templates: Vec<String>,
+    pub phase: Phase,
+    pub message: String,
+    /// Whether this analysis would have stopped the rollout.
+    pub stops_rollout: bool,
+    pub decided_after_seconds: Option<f64>,
+    /// 1-based step index when it decided.
+    pub decided_at_step: Option<usize>,
+    /// The canary weight when it decided (None: it never objected).
+    pub weight_at_verdict: Option<u32>,
+    pub canary_pings_at_verdict: Option<u64>,
+    pub canary_failed_pings_at_verdict: Option<u64>,
+    pub metrics: Vec<MetricOutcome>,
+}
+
+pub type Decided = (Phase, String, Duration, usize, u32, Totals, Totals);
+
+impl AnalysisOutcome {
+    pub fn from_run(run: &Run, primary: bool, decided: Option<&Decided>) -> Self {
+        let metrics = run
+            .metrics
+            .iter()
+            .map(|metric| MetricOutcome {
+                name: metric.spec.name.clone(),
+                phase: metric.phase,
+                dry_run: metric.spec.dry_run,
+                measurements: metric.measurements.clone(),
+            })
+            .collect();
+        Self {
+            role: if primary { "ours" } else { "compare" }.to_owned(),
+            templates: run.spec.templates.clone(),
+            phase: decided.map_or(run.phase, |decided| decided.0),
+            message: decided.map_or(run.message.clone(), |decided| decided.1.clone()),
+            stops_rollout: decided.is_some(),
+            decided_after_seconds: decided.map(|decided| decided.2.as_secs_f64()),
+            decided_at_step: decided.map(|decided| decided.3 + 1),
+            weight_at_verdict: decided.map(|decided| decided.4),
+            canary_pings_at_verdict: decided.map(|decided| decided.5.pings),
+            canary_failed_pings_at_verdict: decided.map(|decided| decided.5.failed),
+            metrics,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub rollout: String,
+    pub manifests: String,
+    pub stable_version: String,
+    pub canary_version: String,
+    pub stable_hash: String,
+    pub canary_hash: String,
+    pub time_scale: f64,
+    /// Promoted, Aborted or Paused (an Inconclusive analysis).
+    pub verdict: String,
+    pub reason: String,
+    /// From the rollout's start to the verdict, as measured here.
+    pub time_to_verdict_seconds: f64,
+    /// The same at the manifests' timing (x time scale).
+    pub time_to_verdict_at_manifest_timing_seconds: f64,
+    /// 1-based step index of the verdict, and that step.
+    pub verdict_step: usize,
+    pub verdict_step_description: String,
+    /// The highest canary weight users were exposed to before the verdict
+    /// (100 once promoted).
+    pub highest_canary_weight: u32,
+    /// The highest weight the rehearsal reached at all (higher than the
+    /// above only with --compare, which lets the steps go on).
+    pub highest_weight_played: u32,
+    pub rollout_seconds: f64,
+    /// Pings the canary replicas answered (or failed to) over the whole rehearsal.
+    pub canary: Totals,
+    pub stable: Totals,
+    /// Failed pings (non-2xx or no answer) served by the canary.
+    pub failed_pings_because_of_canary: u64,
+    /// Of those, the ones beyond the stable version's own failure rate.
+    pub excess_failed_pings_because_of_canary: f64,
+    /// What the pinger (the users) saw, by code.
+    pub user_pings_by_code: BTreeMap<String, u64>,
+    /// connect_error + timeout + error seen by the pinger: replacement costs none.
+    pub user_pings_without_answer: u64,
+    pub connections_without_endpoint: u64,
+    pub analyses: Vec<AnalysisOutcome>,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        plan: &Plan,
+        time_scale: f64,
+        verdict: &str,
+        reason: String,
+        time_to_verdict: Duration,
+        verdict_step: usize,
+        highest_canary_weight: u32,
+        highest_weight_played: u32,
+        rollout: Duration,
+        canary: Totals,
+        stable: Totals,
+        user_pings_by_code: BTreeMap<String, u64>,
+        connections_without_endpoint: u64,
+        analyses: Vec<AnalysisOutcome>,
+    ) -> Self {
+        let stable_failure_ratio = if stable.pings > 0 {
+            stable.failed as f64 / stable.pings as f64
+        } else {
+            0.0
+        };
+        let excess = (canary.failed as f64 - canary.pings as f64 * stable_failure_ratio).max(0.0);
+        let user_pings_without_answer = ["connect_error", "timeout", "error"]
+            .iter()
+            .map(|code| user_pings_by_code.get(*code).copied().unwrap_or(0))
+            .sum();
+        Self {
+            rollout: format!("{}/{}", plan.namespace, plan.rollout_name),
+            manifests: plan.source.clone(),
+            stable_version: plan.stable_version.clone(),
+            canary_version: plan.canary_version.clone(),
+            stable_hash: plan.stable_hash.clone(),
+            canary_hash: plan.canary_hash.clone(),
+            time_scale,
+            verdict: verdict.to_owned(),
+            reason,
+            time_to_verdict_seconds: round(time_to_verdict.as_secs_f64()),
+            time_to_verdict_at_manifest_timing_seconds: round(
+                time_to_verdict.as_secs_f64() * time_scale,
+            ),
+            verdict_step: verdict_step + 1,
+            verdict_step_description: plan
+                .steps
+                .get(verdict_step)
+                .map(crate::plan::Step::describe)
+                .unwrap_or_default(),
+            highest_canary_weight,
+            highest_weight_played,
+            rollout_seconds: round(rollout.as_secs_f64()),
+            failed_pings_because_of_canary: canary.failed,
+            excess_failed_pings_because_of_canary: round(excess),
+            canary,
+            stable,
+            user_pings_by_code,
+            user_pings_without_answer,
+            connections_without_endpoint,
+            analyses,
+        }
+    }
+
+    fn rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![
+            (
+                "rollout".to_owned(),
+                format!(
+                    "{} ({} -> {})",
+                    self.rollout, self.stable_version, self.canary_version
+                ),
+            ),
+            ("verdict".to_owned(), self.verdict.clone()),
+            ("why".to_owned(), self.reason.clone()),
+            (
+                "time to verdict".to_owned(),
+                format!(
+                    "{:.1} s (= {:.0} s at the manifests' timing; time scale {}x), during step {} ({})",
+                    self.time_to_verdict_seconds,
+                    self.time_to_verdict_at_manifest_timing_seconds,
+                    self.time_scale,
+                    self.verdict_step,
+                    self.verdict_step_description
+                ),
+            ),
+            (
+                "highest canary weight".to_owned(),
+                format!("{}%", self.highest_canary_weight),
+            ),
+            (
+                "pings served by the canary".to_owned(),
+                format!(
+                    "{} ({} ok, {} slower than 1 s)",
+                    self.canary.pings, self.canary.ok, self.canary.slower_than_1s
+                ),
+            ),
+            (
+                "failed pings users saw because of the canary".to_owned(),
+                format!(
+                    "{} (of which {:.0} beyond the stable version's own failure rate)",
+                    self.failed_pings_because_of_canary, self.excess_failed_pings_because_of_canary
+                ),
+            ),
+            (
+                "pings users saw, by code".to_owned(),
+                self.user_pings_by_code
+                    .iter()
+                    .map(|(code, count)| format!("{code}: {count}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "pings without an answer (connect_error, timeout, error)".to_owned(),
+                self.user_pings_without_answer.to_string(),
+            ),
+        ];
+        for analysis in &self.analyses {
+            let what = match analysis.weight_at_verdict {
+                Some(weight) => format!(
+                    "{:?} at weight {weight}% (step {}), {:.1} s in; canary had served {} pings, {} failed",
+                    analysis.phase,
+                    analysis.decided_at_step.unwrap_or(0),
+                    analysis.decided_after_seconds.unwrap_or(0.0),
+                    analysis.canary_pings_at_verdict.unwrap_or(0),
+                    analysis.canary_failed_pings_at_verdict.unwrap_or(0)
+                ),
+                None => format!(
+                    "{:?}: never objected up to weight {}%, would have let it promote",
+                    analysis.phase, self.highest_weight_played
+                ),
+            };
+            rows.push((
+                format!(
+                    "analysis {} ({})",
+                    analysis.role,
+                    analysis.templates.join("+")
+                ),
+                what,
+            ));
+        }
+        rows
+    }
+
+    pub fn table(&self) -> String {
+        let rows = self.rows();
+        let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        let rule = format!("+{}+{}+\n", "-".repeat(width + 2), "-".repeat(72));
+        out.push_str(&rule);
+        for (key, value) in rows {
+            let mut first = true;
+            for chunk in wrap(&value, 70) {
+                let label = if first { key.as_str() } else { "" };
+                out.push_str(&format!("| {label:<width$} | {chunk:<70} |\n"));
+                first = false;
+            }
+        }
+        out.push_str(&rule);
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "# Rollout rehearsal: {} -> {}\n\nA rehearsal of the analysis and weights of `{}` on loopback \
+             (real ponger replicas, pinger and Prometheus; no Kubernetes, no Argo Rollouts controller).\n\n\
+             | | |\n|---|---|\n",
+            self.stable_version, self.canary_version, self.manifests
+        );
+        for (key, value) in self.rows() {
+            out.push_str(&format!("| {key} | {} |\n", value.replace('|', "\\|")));
+        }
+        out.push_str("\n## Measurements\n\n| analysis | metric | s into rollout | step | weight | value | phase |\n|---|---|---|---|---|---|---|\n");
+        for analysis in &self.analyses {
+            for metric in &analysis.metrics {
+                for measurement in &metric.measurements {
+                    out.push_str(&format!(
+                        "| {} | {} | {:.1} | {} | {}% | {} | {:?} |\n",
+                        analysis.role,
+                        metric.name,
+                        measurement.at_seconds,
+                        measurement.step,
+                        measurement.weight,
+                        if measurement.value.is_empty() {
+                            measurement.message.replace('|', "\\|")
+                        } else {
+                            measurement.value.clone()
+                        },
+                        measurement.phase
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes `<stem>.json` and `<stem>.md` in `dir`; returns their paths.
+    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+        let stem = format!("rehearsal-{}", self.canary_version);
+        let json = dir.join(format!("{stem}.json"));
+        let markdown = dir.join(format!("{stem}.md"));
+        std::fs::write(
+            &json,
+            serde_json::to_string_pretty(self).unwrap_or_default(),
+        )
+        .and_then(|()| std::fs::write(&markdown, self.markdown()))
+        .map_err(|error| format!("cannot write the report in {}: {error}", dir.display()))?;
+        Ok((json, markdown))
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+}
