@@ -302,7 +302,7 @@ fn analysis_judges_the_canary_pods_alone_and_no_traffic_is_inconclusive() {
     );
 
     // Enough pings per pod for a verdict with a wide statistical margin:
-    // at 20 pings/s per pod, 300 pings in the 1m window (see docs/deploy.md).
+    // at 20 pings/s per pod, 300 pings in the 1m window (see README.md).
     for hash in [stable_hash, canary_hash, slow_hash] {
         wait_for(
             &format!("300 pings to pod {hash}"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy-version.sh <initial|errors|slow|best>: changes the ponger Rollout's
-# image and its version label together, as docs/deploy.md does.
+# image and its version label together, as README.md does.
 set -euo pipefail
 source /root/pingpong-env.sh
 version="${1:?usage: deploy-version.sh initial|errors|slow|best}"

@@ -5,5 +5,5 @@
 export PINGPONG_REPO="${PINGPONG_REPO:-https://github.com/CHANGE-ME/pingpong.git}"
 export PINGPONG_REF="${PINGPONG_REF:-main}"
 export PINGPONG_REGISTRY="${PINGPONG_REGISTRY:-ghcr.io/change-me/}"
-# The Argo Rollouts release docs/deploy.md pins.
+# The Argo Rollouts release README.md pins.
 export ARGO_ROLLOUTS_VERSION="${ARGO_ROLLOUTS_VERSION:-v1.9.1}"
