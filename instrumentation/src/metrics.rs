@@ -2,11 +2,16 @@
 //! templates depend on these names and labels: change them only together.
 
 use std::borrow::Cow;
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::SpanContext;
+use std::fmt::Write as _;
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelKey, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
 use prometheus_client::metrics::family::Family;
@@ -22,13 +27,17 @@ pub const LATENCY_BUCKETS: [f64; 20] = [
     3.0, 5.0, 10.0,
 ];
 
-/// The exemplar attached to observations made inside a sampled trace.
-/// `trace_id` + `span_id` is about 63 characters, well inside OpenMetrics'
-/// 128-character limit on an exemplar's label set.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// The exemplar attached to observations made inside a sampled trace:
+/// `{trace_id="<32 hex>",span_id="<16 hex>"}`. `trace_id` + `span_id` is about
+/// 63 characters, well inside OpenMetrics' 128-character limit on an
+/// exemplar's label set.
+///
+/// It holds the binary IDs and writes them as hex only when `/metrics` is
+/// encoded: a request then builds and copies its exemplar without allocating.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct TraceExemplar {
-    pub trace_id: String,
-    pub span_id: String,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
 }
 
 impl TraceExemplar {
@@ -36,10 +45,31 @@ impl TraceExemplar {
     /// unsampled trace is never exported, so linking to it would lead nowhere.
     pub fn for_span(span_context: &SpanContext) -> Option<Self> {
         (span_context.is_valid() && span_context.is_sampled()).then(|| Self {
-            trace_id: span_context.trace_id().to_string(),
-            span_id: span_context.span_id().to_string(),
+            trace_id: span_context.trace_id(),
+            span_id: span_context.span_id(),
         })
     }
+}
+
+impl EncodeLabelSet for TraceExemplar {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        // `TraceId` and `SpanId` display as lowercase hex, zero-padded to 32 and 16 digits.
+        encode_label(encoder, "trace_id", &self.trace_id)?;
+        encode_label(encoder, "span_id", &self.span_id)
+    }
+}
+
+fn encode_label(
+    encoder: &mut LabelSetEncoder,
+    key: &str,
+    value: &dyn std::fmt::Display,
+) -> Result<(), std::fmt::Error> {
+    let mut label = encoder.encode_label();
+    let mut key_encoder = label.encode_label_key()?;
+    EncodeLabelKey::encode(&key, &mut key_encoder)?;
+    let mut value_encoder = key_encoder.encode_label_value()?;
+    write!(value_encoder, "{value}")?;
+    value_encoder.finish()
 }
 
 type Counter = CounterWithExemplar<TraceExemplar>;
@@ -66,7 +96,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn label(self) -> Cow<'static, str> {
         match self {
-            Outcome::Status(code) => Cow::Owned(code.to_string()),
+            Outcome::Status(code) => status_label(code),
             Outcome::Timeout => Cow::Borrowed("timeout"),
             Outcome::ConnectError => Cow::Borrowed("connect_error"),
             Outcome::Error => Cow::Borrowed("error"),
@@ -76,6 +106,66 @@ impl Outcome {
     /// True for a response users would call a success (1xx-3xx).
     pub fn is_success(self) -> bool {
         matches!(self, Outcome::Status(code) if code < 400)
+    }
+}
+
+/// The `handler` label for a matched route template.
+///
+/// Each distinct template is copied once and kept for the life of the
+/// process, so that recording a request allocates nothing. Route templates
+/// (never raw paths) are few and fixed by the router, so this is bounded.
+pub fn handler_label(route: &str) -> Cow<'static, str> {
+    static ROUTES: RwLock<Vec<&'static str>> = RwLock::new(Vec::new());
+    let find = |routes: &[&'static str]| routes.iter().copied().find(|known| *known == route);
+    if let Some(known) = ROUTES.read().ok().and_then(|routes| find(&routes)) {
+        return Cow::Borrowed(known);
+    }
+    let Ok(mut routes) = ROUTES.write() else {
+        return Cow::Owned(route.to_owned());
+    };
+    if let Some(known) = find(&routes) {
+        return Cow::Borrowed(known);
+    }
+    // A safety net for a router with an unexpected number of routes: beyond it,
+    // labels are allocated per request as any other string would be.
+    if routes.len() >= MAX_INTERNED_ROUTES {
+        return Cow::Owned(route.to_owned());
+    }
+    let interned: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    routes.push(interned);
+    Cow::Borrowed(interned)
+}
+
+const MAX_INTERNED_ROUTES: usize = 256;
+
+/// The `code` label for a status code: a static string for the usual codes,
+/// so that recording a request allocates nothing.
+pub fn status_label(status: u16) -> Cow<'static, str> {
+    const COMMON: [(u16, &str); 20] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (501, "501"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    match COMMON.iter().find(|(code, _)| *code == status) {
+        Some((_, label)) => Cow::Borrowed(label),
+        None => Cow::Owned(status.to_string()),
     }
 }
 
@@ -157,6 +247,29 @@ impl HttpServerMetrics {
     ) {
         record(&self.requests, &self.duration, labels, elapsed, exemplar);
     }
+
+    /// Creates, at zero, the series of the outcomes a route is expected to
+    /// have, before any request arrives.
+    ///
+    /// A series that first appears with a value of 1 hides that first
+    /// increment from `rate()` and `increase()`. For a canary that has just
+    /// started, the rarer outcome (its failures) appears last and loses the
+    /// most, so its success ratio would look better than it is exactly when a
+    /// rollout analysis judges it.
+    pub fn initialize(&self, handler: &'static str, method: &'static str, codes: &[u16]) {
+        for &code in codes {
+            let labels = ServerLabels {
+                handler: Cow::Borrowed(handler),
+                method: Cow::Borrowed(method),
+                code: status_label(code),
+            };
+            self.requests.get_or_create_owned(&labels);
+            self.duration.get_or_create_owned(&labels);
+        }
+        self.in_flight.get_or_create_owned(&HandlerLabel {
+            handler: Cow::Borrowed(handler),
+        });
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,7 +350,7 @@ fn record<L>(
     let now = exemplar.as_ref().map(|_| SystemTime::now());
     duration
         .get_or_create(labels)
-        .observe(elapsed.as_secs_f64(), exemplar.clone(), now);
+        .observe(elapsed.as_secs_f64(), exemplar, now);
     requests.get_or_create(labels).inc_by(1, exemplar, now);
 }
 
@@ -342,5 +455,61 @@ impl Collector for ProcessCollector {
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{TraceFlags, TraceState};
+
+    #[test]
+    fn exemplars_encode_as_hex_ids_and_only_for_sampled_spans() {
+        let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("hex");
+        let span_id = SpanId::from_hex("00f067aa0ba902b7").expect("hex");
+        let context =
+            |flags| SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+        assert_eq!(
+            TraceExemplar::for_span(&context(TraceFlags::default())),
+            None
+        );
+        let exemplar = TraceExemplar::for_span(&context(TraceFlags::SAMPLED));
+
+        let mut registry = Registry::default();
+        let metrics = HttpServerMetrics::register(&mut registry);
+        let labels = ServerLabels {
+            handler: handler_label("/ping"),
+            method: Cow::Borrowed("GET"),
+            code: status_label(200),
+        };
+        metrics.record(&labels, Duration::from_millis(3), exemplar);
+        let text = crate::exposition::encode(&registry, crate::exposition::Format::OpenMetrics)
+            .expect("encodes");
+        let expected =
+            r#"# {trace_id="0af7651916cd43dd8448eb211c80319c",span_id="00f067aa0ba902b7"} 0.003"#;
+        assert!(
+            text.lines().any(|line| line.starts_with(
+                r#"http_request_duration_seconds_bucket{le="0.005",handler="/ping",method="GET",code="200"} 1 "#
+            ) && line.contains(expected)),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|line| line.starts_with(
+                r#"http_requests_total{handler="/ping",method="GET",code="200"} 1 "#
+            ) && line.contains(r#"# {trace_id="0af7651916cd43dd8448eb211c80319c",span_id="00f067aa0ba902b7"} 1"#)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn labels_for_any_status_and_route() {
+        assert_eq!(status_label(200), "200");
+        assert!(matches!(status_label(503), Cow::Borrowed("503")));
+        assert_eq!(status_label(418), "418");
+        assert_eq!(status_label(599), "599");
+        let first = handler_label("/ping");
+        assert!(matches!(first, Cow::Borrowed(_)));
+        assert_eq!(handler_label("/ping"), "/ping");
+        assert_eq!(handler_label("/users/{id}"), "/users/{id}");
     }
 }

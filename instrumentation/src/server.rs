@@ -15,7 +15,9 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::metrics::{HttpServerMetrics, ServerLabels, TraceExemplar, method_label};
+use crate::metrics::{
+    HttpServerMetrics, ServerLabels, TraceExemplar, handler_label, method_label, status_label,
+};
 
 /// The response header naming the request's trace, in the W3C Trace Context
 /// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`.
@@ -58,7 +60,7 @@ where
 async fn instrument(State(state): State<LayerState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let handler: Cow<'static, str> = match request.extensions().get::<MatchedPath>() {
-        Some(path) => Cow::Owned(path.as_str().to_owned()),
+        Some(path) => handler_label(path.as_str()),
         None => Cow::Borrowed("unmatched"),
     };
     let method = method_label(request.method());
@@ -97,7 +99,7 @@ async fn instrument(State(state): State<LayerState>, request: Request, next: Nex
     let labels = ServerLabels {
         handler,
         method,
-        code: Cow::Owned(response.status().as_u16().to_string()),
+        code: status_label(response.status().as_u16()),
     };
     let exemplar = span_context.as_ref().and_then(TraceExemplar::for_span);
     state.metrics.record(&labels, started.elapsed(), exemplar);
