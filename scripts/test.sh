@@ -16,6 +16,9 @@ cargo build --workspace --bins --locked
 echo "== deployment assets, validated offline (kustomize, kubernetes-validate, hadolint, compose, promtool, yamllint)"
 scripts/check-deploy.sh
 
+echo "== benchmarks, once each in debug, so the harness keeps working (scripts/bench.sh measures)"
+cargo test -p pingpong-bench --benches --locked
+
 echo "== tests (unit, integration over loopback, real Prometheus, real OTLP receiver)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -314,6 +314,34 @@ fn openmetrics_scrapes_carry_exemplars_and_classic_scrapes_never_do() {
 }
 
 #[test]
+fn ping_outcome_series_exist_at_zero_before_the_first_ping() {
+    // So that rate() sees a canary's first failures: a series appearing at 1
+    // would hide them.
+    let server = ponger(&[]);
+    let metrics = scrape(&server.url("/metrics"), true);
+    for code in ["200", "500"] {
+        let labels = [("handler", "/ping"), ("method", "GET"), ("code", code)];
+        assert_eq!(
+            metrics.find("http_requests_total", &labels).count(),
+            1,
+            "{code}"
+        );
+        assert_eq!(metrics.sum("http_requests_total", &labels), 0.0);
+        assert_eq!(
+            metrics.sum("http_request_duration_seconds_count", &labels),
+            0.0
+        );
+        assert_eq!(
+            metrics
+                .find("http_request_duration_seconds_count", &labels)
+                .count(),
+            1,
+            "{code}"
+        );
+    }
+}
+
+#[test]
 fn unsampled_requests_carry_no_exemplar() {
     let server = Service::start(
         "ponger",
@@ -435,18 +463,37 @@ fn handler_label_is_the_route_template_and_unknown_paths_add_no_series() {
 fn request_scoped_log_lines_carry_the_trace_id() {
     let server = Service::start(
         "ponger",
-        &["--listen", "127.0.0.1:0", "--latency", "100%0ms", "--success-percent", "0"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "100%0ms",
+            "--success-percent",
+            "0",
+        ],
         &[("RUST_LOG", "info,ponger=debug")],
     );
     let response = http_client().get(server.url("/ping")).send().expect("ping");
-    let trace_id = response.headers()["x-trace-id"].to_str().expect("ascii").to_owned();
-    let line = testkit::wait_for("the injected failure log line", Duration::from_secs(5), || {
-        server.logs().into_iter().find(|line| line.contains("injected failure"))
-    });
+    let trace_id = response.headers()["x-trace-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let line = testkit::wait_for(
+        "the injected failure log line",
+        Duration::from_secs(5),
+        || {
+            server
+                .logs()
+                .into_iter()
+                .find(|line| line.contains("injected failure"))
+        },
+    );
     let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     let spans = log["spans"].as_array().expect("the line lists its spans");
     assert!(
-        spans.iter().any(|span| span["trace_id"] == trace_id.as_str()),
+        spans
+            .iter()
+            .any(|span| span["trace_id"] == trace_id.as_str()),
         "{line} lacks trace_id {trace_id}"
     );
 }

@@ -1,0 +1,183 @@
+//! Per-request instrumentation cost and `/metrics` encoding cost (issue 5, item 2).
+//!
+//! `record/*` does, for one request, what the server middleware
+//! (`instrumentation::server`) does besides running the handler and its span:
+//! build the labels from the matched route and the status, mark the request in
+//! flight, build the exemplar from the span context, observe the latency
+//! histogram (with exemplar), increment the counter (with exemplar) and leave
+//! the in-flight gauge. Label lookup in the metric families is included.
+//!
+//! `encode/*` encodes the ponger's default page: the same registry (server
+//! metrics, build info, process collector) holding the series a running ponger
+//! has after serving pings (200 and 500, with exemplars), scrapes and probes.
+//!
+//! Allocations per request are counted with a counting global allocator and
+//! printed before the timings.
+//!
+//! Run: `cargo bench -p pingpong-bench --bench instrumentation`
+//! (`-- --test` runs each benchmark once, as a smoke test).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::Criterion;
+use instrumentation::exposition::{Format, encode};
+use instrumentation::metrics::{
+    HttpServerMetrics, ProcessCollector, ServerLabels, TraceExemplar, register_build_info,
+};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use prometheus_client::registry::Registry;
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn span_context(sampled: bool) -> SpanContext {
+    let flags = if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    SpanContext::new(
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap_or(TraceId::INVALID),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap_or(SpanId::INVALID),
+        flags,
+        true,
+        TraceState::default(),
+    )
+}
+
+/// The metric work of the server middleware for one request.
+fn record_request(
+    metrics: &HttpServerMetrics,
+    route: &str,
+    status: u16,
+    span_context: &SpanContext,
+) {
+    let handler = instrumentation::metrics::handler_label(route);
+    let in_flight = metrics.start(handler.clone());
+    let labels = ServerLabels {
+        handler,
+        method: Cow::Borrowed("GET"),
+        code: instrumentation::metrics::status_label(status),
+    };
+    let exemplar = TraceExemplar::for_span(span_context);
+    metrics.record(&labels, Duration::from_micros(180), exemplar);
+    drop(in_flight);
+}
+
+/// The ponger's registry, as `ponger::app::router` builds it, with the series
+/// a running ponger has.
+fn ponger_registry() -> Registry {
+    let mut registry = Registry::default();
+    let metrics = HttpServerMetrics::register(&mut registry);
+    register_build_info(
+        &mut registry,
+        "ponger",
+        vec![
+            ("version".into(), "initial".into()),
+            ("profile".into(), "initial".into()),
+            ("revision".into(), "0123456789abcdef".into()),
+        ],
+    );
+    ProcessCollector::register(&mut registry);
+    let sampled = span_context(true);
+    let unsampled = span_context(false);
+    for (route, status, context) in [
+        ("/ping", 200, &sampled),
+        ("/ping", 500, &sampled),
+        ("/metrics", 200, &unsampled),
+        ("/readyz", 200, &unsampled),
+        ("/healthz", 200, &unsampled),
+    ] {
+        record_request(&metrics, route, status, context);
+    }
+    registry
+}
+
+fn allocations_per_call(mut call: impl FnMut()) -> f64 {
+    const CALLS: u64 = 10_000;
+    call(); // the first call creates the series
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..CALLS {
+        call();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64
+}
+
+fn report_allocations() {
+    let metrics = HttpServerMetrics::register(&mut Registry::default());
+    let sampled = span_context(true);
+    let unsampled = span_context(false);
+    let registry = ponger_registry();
+    println!(
+        "allocations per call: record/sampled {:.2}, record/unsampled {:.2}, encode/openmetrics {:.2}, encode/classic {:.2}",
+        allocations_per_call(|| record_request(&metrics, "/ping", 200, &sampled)),
+        allocations_per_call(|| record_request(&metrics, "/ping", 200, &unsampled)),
+        allocations_per_call(|| {
+            black_box(encode(&registry, Format::OpenMetrics).ok());
+        }),
+        allocations_per_call(|| {
+            black_box(encode(&registry, Format::Classic).ok());
+        }),
+    );
+}
+
+fn benches(c: &mut Criterion) {
+    let metrics = HttpServerMetrics::register(&mut Registry::default());
+    let sampled = span_context(true);
+    let unsampled = span_context(false);
+    c.bench_function("record/sampled", |b| {
+        b.iter(|| record_request(&metrics, black_box("/ping"), black_box(200), &sampled))
+    });
+    c.bench_function("record/unsampled", |b| {
+        b.iter(|| record_request(&metrics, black_box("/ping"), black_box(200), &unsampled))
+    });
+
+    let registry = ponger_registry();
+    c.bench_function("encode/openmetrics", |b| {
+        b.iter(|| encode(black_box(&registry), Format::OpenMetrics))
+    });
+    c.bench_function("encode/classic", |b| {
+        b.iter(|| encode(black_box(&registry), Format::Classic))
+    });
+    let mut process_only = Registry::default();
+    ProcessCollector::register(&mut process_only);
+    c.bench_function("encode/process_collector_only", |b| {
+        b.iter(|| encode(black_box(&process_only), Format::OpenMetrics))
+    });
+}
+
+fn main() {
+    report_allocations();
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+}
