@@ -298,11 +298,8 @@ impl Catalog {
 /// pinger has recorded both successful and failed pings, then reads both
 /// `/metrics` pages (classic text format).
 pub fn real_exposition() -> Catalog {
-    let ponger = testkit::Service::start(
-        "ponger",
+    let ponger = testkit::Service::ponger(
         &[
-            "--listen",
-            "127.0.0.1:0",
             "--latency",
             "100%5ms",
             "--success-percent",
@@ -312,18 +309,7 @@ pub fn real_exposition() -> Catalog {
         ],
         &[],
     );
-    let pinger = testkit::Service::start(
-        "pinger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            &ponger.url("/ping"),
-            "--rate",
-            "50",
-        ],
-        &[],
-    );
+    let pinger = testkit::Service::pinger(&ponger.url("/ping"), "50", &[], &[]);
     testkit::wait_for(
         "the pinger to record successful and failed pings",
         Duration::from_secs(20),

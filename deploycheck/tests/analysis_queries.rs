@@ -109,18 +109,7 @@ fn analysis_metrics(hash: &str) -> Vec<Metric> {
 }
 
 fn ponger(profile: &str) -> Service {
-    Service::start(
-        "ponger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            profile,
-            "--drain-delay",
-            "0s",
-        ],
-        &[],
-    )
+    Service::ponger(&["--profile", profile, "--drain-delay", "0s"], &[])
 }
 
 #[test]
@@ -170,21 +159,15 @@ fn analysis_judges_the_canary_pods_alone_and_no_traffic_is_inconclusive() {
     let canary = ponger("errors");
     let slow = ponger("slow");
     let idle = ponger("best");
-    let pinger = Service::start(
-        "pinger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            &format!(
-                "{},{},{}",
-                stable.url("/ping"),
-                canary.url("/ping"),
-                slow.url("/ping")
-            ),
-            "--rate",
-            "60",
-        ],
+    let pinger = Service::pinger(
+        &format!(
+            "{},{},{}",
+            stable.url("/ping"),
+            canary.url("/ping"),
+            slow.url("/ping")
+        ),
+        "60",
+        &[],
         &[],
     );
     let client = testkit::http_client();

@@ -60,30 +60,8 @@ fn is_controller_query(expr: &str) -> bool {
 
 #[test]
 fn every_panel_query_and_rule_works_against_real_prometheus_and_binaries() {
-    let ponger = Service::start(
-        "ponger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            "initial",
-            "--drain-delay",
-            "0s",
-        ],
-        &[],
-    );
-    let pinger = Service::start(
-        "pinger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            &ponger.url("/ping"),
-            "--rate",
-            "40",
-        ],
-        &[],
-    );
+    let ponger = Service::ponger(&["--profile", "initial", "--drain-delay", "0s"], &[]);
+    let pinger = Service::pinger(&ponger.url("/ping"), "40", &[], &[]);
     let prometheus = Prometheus::start_with_config(&compose_config(&ponger, &pinger));
 
     wait_for("ponger and pinger scraped", Duration::from_secs(20), || {

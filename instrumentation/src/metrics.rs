@@ -195,48 +195,97 @@ pub struct HandlerLabel {
     pub handler: Cow<'static, str>,
 }
 
-/// `http_requests_total`, `http_request_duration_seconds`, `http_requests_in_flight`.
-#[derive(Clone, Debug)]
-pub struct HttpServerMetrics {
-    requests: Family<ServerLabels, Counter>,
-    duration: HistogramFamily<ServerLabels>,
-    in_flight: Family<HandlerLabel, Gauge>,
+/// The names and help texts of one side's three request metrics.
+struct RequestMetricNames {
+    requests: &'static str,
+    requests_help: &'static str,
+    /// Registered with the unit seconds, which the encoders append.
+    duration: &'static str,
+    duration_help: &'static str,
+    in_flight: &'static str,
+    in_flight_help: &'static str,
 }
 
-impl HttpServerMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+/// A request counter and latency histogram (both with exemplars) by `L`,
+/// and an in-flight gauge by `G`: the shape both sides share.
+#[derive(Clone, Debug)]
+struct RequestMetrics<L, G> {
+    requests: Family<L, Counter>,
+    duration: HistogramFamily<L>,
+    in_flight: Family<G, Gauge>,
+}
+
+impl<L, G> RequestMetrics<L, G>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    G: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn register(registry: &mut Registry, names: &RequestMetricNames) -> Self {
         let metrics = Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             in_flight: Family::default(),
         };
         registry.register(
-            "http_requests",
-            "HTTP requests served, by route template, method and status code",
+            names.requests,
+            names.requests_help,
             metrics.requests.clone(),
         );
         registry.register_with_unit(
-            "http_request_duration",
-            "Time from receiving an HTTP request to sending its response headers",
+            names.duration,
+            names.duration_help,
             Unit::Seconds,
             metrics.duration.clone(),
         );
         registry.register(
-            "http_requests_in_flight",
-            "HTTP requests being served right now, by route template",
+            names.in_flight,
+            names.in_flight_help,
             metrics.in_flight.clone(),
         );
         metrics
     }
 
     /// Marks a request as in flight until the returned guard is dropped, so a
-    /// request abandoned by its client is not counted forever.
-    pub fn start(&self, handler: Cow<'static, str>) -> InFlight {
-        let gauge = self
-            .in_flight
-            .get_or_create_owned(&HandlerLabel { handler });
+    /// request abandoned half-way is not counted forever.
+    fn start(&self, label: &G) -> InFlight {
+        let gauge = self.in_flight.get_or_create_owned(label);
         gauge.inc();
         InFlight(gauge)
+    }
+
+    fn record(&self, labels: &L, elapsed: Duration, exemplar: Option<TraceExemplar>) {
+        // Only exemplars get a timestamp: Prometheus shows it as the time of the
+        // sample that links to the trace.
+        let now = exemplar.as_ref().map(|_| SystemTime::now());
+        self.duration
+            .get_or_create(labels)
+            .observe(elapsed.as_secs_f64(), exemplar, now);
+        self.requests.get_or_create(labels).inc_by(1, exemplar, now);
+    }
+}
+
+/// `http_requests_total`, `http_request_duration_seconds`, `http_requests_in_flight`.
+#[derive(Clone, Debug)]
+pub struct HttpServerMetrics(RequestMetrics<ServerLabels, HandlerLabel>);
+
+impl HttpServerMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        Self(RequestMetrics::register(
+            registry,
+            &RequestMetricNames {
+                requests: "http_requests",
+                requests_help: "HTTP requests served, by route template, method and status code",
+                duration: "http_request_duration",
+                duration_help: "Time from receiving an HTTP request to sending its response headers",
+                in_flight: "http_requests_in_flight",
+                in_flight_help: "HTTP requests being served right now, by route template",
+            },
+        ))
+    }
+
+    /// Marks a request to `handler` as in flight until the guard is dropped.
+    pub fn start(&self, handler: Cow<'static, str>) -> InFlight {
+        self.0.start(&HandlerLabel { handler })
     }
 
     pub fn record(
@@ -245,7 +294,7 @@ impl HttpServerMetrics {
         elapsed: Duration,
         exemplar: Option<TraceExemplar>,
     ) {
-        record(&self.requests, &self.duration, labels, elapsed, exemplar);
+        self.0.record(labels, elapsed, exemplar);
     }
 
     /// Creates, at zero, the series of the outcomes a route is expected to
@@ -263,10 +312,10 @@ impl HttpServerMetrics {
                 method: Cow::Borrowed(method),
                 code: status_label(code),
             };
-            self.requests.get_or_create_owned(&labels);
-            self.duration.get_or_create_owned(&labels);
+            self.0.requests.get_or_create_owned(&labels);
+            self.0.duration.get_or_create_owned(&labels);
         }
-        self.in_flight.get_or_create_owned(&HandlerLabel {
+        self.0.in_flight.get_or_create_owned(&HandlerLabel {
             handler: Cow::Borrowed(handler),
         });
     }
@@ -288,42 +337,26 @@ pub struct TargetLabel {
 /// `http_client_requests_total`, `http_client_request_duration_seconds`,
 /// `http_client_requests_in_flight`.
 #[derive(Clone, Debug)]
-pub struct HttpClientMetrics {
-    requests: Family<ClientLabels, Counter>,
-    duration: HistogramFamily<ClientLabels>,
-    in_flight: Family<TargetLabel, Gauge>,
-}
+pub struct HttpClientMetrics(RequestMetrics<ClientLabels, TargetLabel>);
 
 impl HttpClientMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            requests: Family::default(),
-            duration: Family::new_with_constructor(latency_histogram),
-            in_flight: Family::default(),
-        };
-        registry.register(
-            "http_client_requests",
-            "HTTP requests sent, by target service, method and status code (or timeout, connect_error, error)",
-            metrics.requests.clone(),
-        );
-        registry.register_with_unit(
-            "http_client_request_duration",
-            "Time from sending an HTTP request to receiving its whole response, or to giving up",
-            Unit::Seconds,
-            metrics.duration.clone(),
-        );
-        registry.register(
-            "http_client_requests_in_flight",
-            "HTTP requests awaiting their response, by target service",
-            metrics.in_flight.clone(),
-        );
-        metrics
+        Self(RequestMetrics::register(
+            registry,
+            &RequestMetricNames {
+                requests: "http_client_requests",
+                requests_help: "HTTP requests sent, by target service, method and status code (or timeout, connect_error, error)",
+                duration: "http_client_request_duration",
+                duration_help: "Time from sending an HTTP request to receiving its whole response, or to giving up",
+                in_flight: "http_client_requests_in_flight",
+                in_flight_help: "HTTP requests awaiting their response, by target service",
+            },
+        ))
     }
 
+    /// Marks a request to `target` as in flight until the guard is dropped.
     pub fn start(&self, target: Cow<'static, str>) -> InFlight {
-        let gauge = self.in_flight.get_or_create_owned(&TargetLabel { target });
-        gauge.inc();
-        InFlight(gauge)
+        self.0.start(&TargetLabel { target })
     }
 
     pub fn record(
@@ -332,26 +365,8 @@ impl HttpClientMetrics {
         elapsed: Duration,
         exemplar: Option<TraceExemplar>,
     ) {
-        record(&self.requests, &self.duration, labels, elapsed, exemplar);
+        self.0.record(labels, elapsed, exemplar);
     }
-}
-
-fn record<L>(
-    requests: &Family<L, Counter>,
-    duration: &HistogramFamily<L>,
-    labels: &L,
-    elapsed: Duration,
-    exemplar: Option<TraceExemplar>,
-) where
-    L: Clone + std::hash::Hash + Eq,
-{
-    // Only exemplars get a timestamp: Prometheus shows it as the time of the
-    // sample that links to the trace.
-    let now = exemplar.as_ref().map(|_| SystemTime::now());
-    duration
-        .get_or_create(labels)
-        .observe(elapsed.as_secs_f64(), exemplar, now);
-    requests.get_or_create(labels).inc_by(1, exemplar, now);
 }
 
 /// Decrements its in-flight gauge when dropped.

@@ -220,3 +220,34 @@ pub fn inject_context(context: &Context, headers: &mut http::HeaderMap) {
         propagator.inject_context(context, &mut HeaderInjector(headers))
     });
 }
+
+/// The life of a service binary after its flags are parsed: set up logging
+/// and tracing (a bad `OTEL_*` or `RUST_LOG` ends it with status 2 and one
+/// line), run `serve` on a multi-threaded runtime, flush spans once the
+/// runtime is gone (the exporter's client is blocking), and turn the outcome
+/// into the exit status.
+pub fn run_service<F>(
+    service_name: &str,
+    service_version: &str,
+    serve: impl FnOnce() -> F,
+) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = std::io::Result<()>>,
+{
+    let telemetry = match init(service_name, service_version) {
+        Ok(telemetry) => telemetry,
+        Err(error) => crate::cli::exit_with_config_error(&format!("error: {error}")),
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| runtime.block_on(serve()));
+    telemetry.shutdown();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

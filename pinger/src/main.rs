@@ -1,29 +1,13 @@
 use std::process::ExitCode;
 
-use instrumentation::cli::{exit_with_config_error, parse_or_exit};
+use instrumentation::cli::parse_or_exit;
 use instrumentation::shutdown::ShutdownSignals;
 use pinger::app::Pinger;
 use pinger::config::Config;
 
 fn main() -> ExitCode {
     let config = parse_or_exit::<Config>();
-    let telemetry = match instrumentation::telemetry::init("pinger", env!("CARGO_PKG_VERSION")) {
-        Ok(telemetry) => telemetry,
-        Err(error) => exit_with_config_error(&format!("error: {error}")),
-    };
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .and_then(|runtime| runtime.block_on(run(config)));
-    // Spans are flushed after the runtime is gone: the exporter's client is blocking.
-    telemetry.shutdown();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    instrumentation::telemetry::run_service("pinger", env!("CARGO_PKG_VERSION"), || run(config))
 }
 
 async fn run(config: Config) -> std::io::Result<()> {

@@ -24,11 +24,8 @@ fn traces_join_across_services_and_every_exemplar_leads_to_an_exported_trace() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
-    let mut ponger = Service::start(
-        "ponger",
+    let mut ponger = Service::ponger(
         &[
-            "--listen",
-            "127.0.0.1:0",
             "--latency",
             "50%10ms,50%100ms",
             "--success-percent",
@@ -38,18 +35,7 @@ fn traces_join_across_services_and_every_exemplar_leads_to_an_exported_trace() {
         ],
         &otel,
     );
-    let mut pinger = Service::start(
-        "pinger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            &ponger.url("/ping"),
-            "--rate",
-            "20",
-        ],
-        &otel,
-    );
+    let mut pinger = Service::pinger(&ponger.url("/ping"), "20", &[], &otel);
     let prometheus = Prometheus::start(&format!(
         "  - job_name: ponger\n    static_configs:\n      - targets: ['{}']\n\
          \x20 - job_name: pinger\n    static_configs:\n      - targets: ['{}']\n",
@@ -194,30 +180,8 @@ fn an_unreachable_collector_costs_no_crash() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", closed.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let mut ponger = Service::start(
-        "ponger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--latency",
-            "100%0ms",
-            "--drain-delay",
-            "0s",
-        ],
-        &otel,
-    );
-    let mut pinger = Service::start(
-        "pinger",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            &ponger.url("/ping"),
-            "--rate",
-            "50",
-        ],
-        &otel,
-    );
+    let mut ponger = Service::ponger(&["--latency", "100%0ms", "--drain-delay", "0s"], &otel);
+    let mut pinger = Service::pinger(&ponger.url("/ping"), "50", &[], &otel);
     std::thread::sleep(Duration::from_secs(2));
     let served =
         scrape(&ponger.url("/metrics"), true).sum("http_requests_total", &[("handler", "/ping")]);

@@ -13,9 +13,7 @@ fn pinger(targets: &str, extra: &[&str]) -> Service {
 }
 
 fn ponger(extra: &[&str]) -> Service {
-    let mut args = vec!["--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    Service::start("ponger", &args, &[])
+    Service::ponger(extra, &[])
 }
 
 /// A loopback URL where nothing listens.

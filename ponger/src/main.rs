@@ -1,29 +1,14 @@
 use std::process::ExitCode;
 
-use instrumentation::cli::{exit_with_config_error, parse_or_exit};
+use instrumentation::cli::parse_or_exit;
 use instrumentation::shutdown::ShutdownSignals;
 use ponger::app::{Pong, router};
 use ponger::config::{Cli, Config};
 
 fn main() -> ExitCode {
     let config = Config::from(parse_or_exit::<Cli>());
-    let telemetry = match instrumentation::telemetry::init("ponger", &config.version) {
-        Ok(telemetry) => telemetry,
-        Err(error) => exit_with_config_error(&format!("error: {error}")),
-    };
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .and_then(|runtime| runtime.block_on(serve(config)));
-    // Spans are flushed after the runtime is gone: the exporter's client is blocking.
-    telemetry.shutdown();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let version = config.version.clone();
+    instrumentation::telemetry::run_service("ponger", &version, || serve(config))
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {

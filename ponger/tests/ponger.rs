@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use testkit::{ConfigErrorCase, Service, assert_config_errors, http_client, run_to_exit, scrape};
 
 fn ponger(args: &[&str]) -> Service {
-    let mut all = vec!["--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    Service::start("ponger", &all, &[])
+    Service::ponger(args, &[])
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! n·p ± 5·sqrt(n·p·(1-p)) times except with probability below 1e-6, so a
 //! correct ponger fails this test practically never, while a ponger that
 //! never chooses an entry (the original demo's "slow" never slept 200 ms) or
-//! swaps error rates is caught: with ~1,500 pings the 5% entry's window is
-//! about 33 to 117, never 0.
+//! swaps error rates is caught: with ~1,400 pings the 5% entry's window is
+//! about 29 to 111, never 0.
 
 use std::time::Duration;
 
@@ -43,13 +43,16 @@ const PROFILES: [Expected; 4] = [
 ];
 
 /// The histogram bucket bounds that bracket each injected delay: a ping
-/// whose server-side duration falls between them took that delay.
+/// whose server-side duration falls between them took that delay. The bounds
+/// are the bucket edges nearest the midpoints between the delays, so that a
+/// ping delayed by a busy machine (tests run side by side) is still counted
+/// as the delay it drew; how exact each delay is, the benchmarks measure.
 fn bracket(delay: f64) -> (&'static str, &'static str) {
     match delay {
-        0.0 => ("0", "0.025"),
-        0.2 => ("0.15", "0.25"),
-        0.5 => ("0.4", "0.6"),
-        2.0 => ("1.5", "2.5"),
+        0.0 => ("0", "0.1"),
+        0.2 => ("0.1", "0.3"),
+        0.5 => ("0.3", "1.0"),
+        2.0 => ("1.0", "+Inf"),
         other => panic!("no bracket for {other}"),
     }
 }
@@ -79,32 +82,13 @@ fn assert_within_bound(what: &str, observed: f64, samples: f64, percent: f64) {
 fn every_profile_matches_its_error_fraction_and_delay_mix() {
     let pongers: Vec<Service> = PROFILES
         .iter()
-        .map(|expected| {
-            Service::start(
-                "ponger",
-                &["--listen", "127.0.0.1:0", "--profile", expected.profile],
-                &[],
-            )
-        })
+        .map(|expected| Service::ponger(&["--profile", expected.profile], &[]))
         .collect();
     let mut pingers: Vec<Service> = pongers
         .iter()
-        .map(|ponger| {
-            Service::start(
-                "pinger",
-                &[
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--target",
-                    &ponger.url("/ping"),
-                    "--rate",
-                    "300",
-                ],
-                &[],
-            )
-        })
+        .map(|ponger| Service::pinger(&ponger.url("/ping"), "200", &[], &[]))
         .collect();
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(7));
     let client_totals: Vec<Exposition> = pingers
         .iter_mut()
         .map(|pinger| {

@@ -88,6 +88,28 @@ impl Service {
         }
     }
 
+    /// A ponger on a free loopback port; `args` follow `--listen 127.0.0.1:0`.
+    pub fn ponger(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start("ponger", &all, envs)
+    }
+
+    /// A pinger on a free loopback port sending `rate` pings a second to
+    /// `targets` (one URL or several, comma-separated); `args` follow.
+    pub fn pinger(targets: &str, rate: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut all = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            targets,
+            "--rate",
+            rate,
+        ];
+        all.extend_from_slice(args);
+        Self::start("pinger", &all, envs)
+    }
+
     pub fn address(&self) -> SocketAddr {
         self.address
     }
