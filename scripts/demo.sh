@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-initial}"
 
-cargo build --release --locked --bins -q
+cargo build --release --locked -q -p ponger -p pinger
 ./target/release/ponger --profile "$profile" --listen 127.0.0.1:8080 --drain-delay 0s &
 ponger=$!
 ./target/release/pinger --target http://127.0.0.1:8080/ping --listen 127.0.0.1:8081 &
