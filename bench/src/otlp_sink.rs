@@ -4,7 +4,6 @@
 //! kind, duration, the injected delay). Unlike `testkit::OtlpReceiver` it keeps
 //! span timings and accepts batches of any size.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,9 +41,8 @@ struct Received {
 
 /// The receiver; it stops when dropped.
 pub struct OtlpSink {
-    address: SocketAddr,
+    server: testkit::BackgroundServer,
     received: Arc<Received>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl OtlpSink {
@@ -54,43 +52,19 @@ impl OtlpSink {
             keep,
             ..Received::default()
         });
-        let (address_sender, address_receiver) = std::sync::mpsc::channel();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let state = received.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                let _ = address_sender.send(listener.local_addr().expect("local address"));
-                let app = Router::new()
-                    .route("/v1/traces", post(receive))
-                    .layer(DefaultBodyLimit::disable())
-                    .with_state(state);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.await;
-                    })
-                    .await;
-            });
-        });
-        let address = address_receiver
-            .recv_timeout(Duration::from_secs(10))
-            .expect("OTLP sink started");
+        let router = Router::new()
+            .route("/v1/traces", post(receive))
+            .layer(DefaultBodyLimit::disable())
+            .with_state(received.clone());
         Self {
-            address,
+            server: testkit::BackgroundServer::start(router),
             received,
-            shutdown: Some(shutdown),
         }
     }
 
     /// The base URL for `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     pub fn span_count(&self) -> u64 {
@@ -104,14 +78,6 @@ impl OtlpSink {
     /// The kept summaries, emptying the store.
     pub fn take(&self) -> Vec<SpanSummary> {
         std::mem::take(&mut *self.received.kept.lock().expect("sink lock"))
-    }
-}
-
-impl Drop for OtlpSink {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
     }
 }
 

@@ -9,12 +9,14 @@
 //! The API is blocking (tests are plain `#[test]` functions); the OTLP
 //! receiver runs its own runtime on a background thread.
 
+pub mod background;
 pub mod exposition;
 pub mod fake_target;
 pub mod otlp;
 pub mod prometheus;
 pub mod service;
 
+pub use background::BackgroundServer;
 pub use exposition::{Exposition, Sample, scrape};
 pub use fake_target::{Behaviour, FakeTarget};
 pub use otlp::{OtlpReceiver, ReceivedSpan};

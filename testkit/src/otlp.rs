@@ -3,9 +3,7 @@
 //! and keeps every span for assertions.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -40,63 +38,30 @@ type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
 
 /// The receiver; it stops when dropped.
 pub struct OtlpReceiver {
-    address: SocketAddr,
+    server: crate::BackgroundServer,
     spans: Spans,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl OtlpReceiver {
     pub fn start() -> Self {
         let spans: Spans = Arc::default();
-        let (address_sender, address_receiver) = std::sync::mpsc::channel();
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let state = spans.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                let _ = address_sender.send(listener.local_addr().expect("local address"));
-                let app = Router::new()
-                    .route("/v1/traces", post(receive))
-                    .with_state(state);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.await;
-                    })
-                    .await;
-            });
-        });
-        let address = address_receiver
-            .recv_timeout(Duration::from_secs(10))
-            .expect("OTLP receiver started");
+        let router = Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(spans.clone());
         Self {
-            address,
+            server: crate::BackgroundServer::start(router),
             spans,
-            shutdown: Some(shutdown),
         }
     }
 
     /// The base URL to put in `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().expect("span lock").clone()
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
     }
 }
 
