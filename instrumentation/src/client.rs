@@ -3,11 +3,12 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{TraceContextExt, TraceId};
+use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{ClientLabels, HttpClientMetrics, Outcome, TraceExemplar};
+use crate::telemetry::RequestTrace;
 
 /// What became of one request.
 #[derive(Debug)]
@@ -43,20 +44,36 @@ impl InstrumentedClient {
     /// GETs `url` and reads the whole body. Never fails: a missing or broken
     /// response is an [`Outcome`] like any status code, counted and timed.
     pub async fn get(&self, url: &reqwest::Url) -> ClientResponse {
-        let span = tracing::info_span!(
-            parent: None,
-            "client request",
-            otel.name = format!("GET {}", self.target),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = "GET",
-            url.full = %url,
-            server.address = url.host_str().unwrap_or_default(),
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        );
-        let context = span.context();
+        // Each request starts a new trace, unless the sampler drops it: then it
+        // gets no span, and its trace context (flags 00) tells the server so.
+        let (span, context) = match crate::telemetry::decide(
+            opentelemetry::Context::new(),
+            SpanKind::Client,
+            &self.target,
+        ) {
+            RequestTrace::Unsampled(span_context) => (
+                tracing::Span::none(),
+                opentelemetry::Context::new().with_remote_span_context(span_context),
+            ),
+            RequestTrace::Sampled(parent) => {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "client request",
+                    otel.name = format!("GET {}", self.target),
+                    otel.kind = "client",
+                    otel.status_code = tracing::field::Empty,
+                    http.request.method = "GET",
+                    url.full = %url,
+                    server.address = url.host_str().unwrap_or_default(),
+                    http.response.status_code = tracing::field::Empty,
+                    error.type = tracing::field::Empty,
+                    trace_id = tracing::field::Empty,
+                );
+                let _ = span.set_parent(parent);
+                let context = span.context();
+                (span, context)
+            }
+        };
         let span_context = context.span().span_context().clone();
         let trace_id = span_context.is_valid().then(|| span_context.trace_id());
         if let Some(trace_id) = trace_id {

@@ -11,13 +11,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{
     HttpServerMetrics, ServerLabels, TraceExemplar, handler_label, method_label, status_label,
 };
+use crate::telemetry::RequestTrace;
 
 /// The response header naming the request's trace, in the W3C Trace Context
 /// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`.
@@ -69,30 +70,37 @@ async fn instrument(State(state): State<LayerState>, request: Request, next: Nex
     let (mut response, span_context) = match state.tracing {
         Tracing::Untraced => (next.run(request).await, None),
         Tracing::Traced => {
-            let span = tracing::info_span!(
-                "server request",
-                otel.name = format!("{method} {handler}"),
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                http.request.method = %method,
-                http.route = %handler,
-                http.response.status_code = tracing::field::Empty,
-                trace_id = tracing::field::Empty,
-            );
             let parent = crate::telemetry::extract_context(request.headers());
-            // The parent must be set before the span starts; `context()` starts it.
-            let _ = span.set_parent(parent);
-            let span_context = span.context().span().span_context().clone();
-            if span_context.is_valid() {
-                span.record("trace_id", tracing::field::display(span_context.trace_id()));
+            match crate::telemetry::decide(parent, SpanKind::Server, &handler) {
+                RequestTrace::Unsampled(span_context) => {
+                    (next.run(request).await, Some(span_context))
+                }
+                RequestTrace::Sampled(parent) => {
+                    let span = tracing::info_span!(
+                        "server request",
+                        otel.name = format!("{method} {handler}"),
+                        otel.kind = "server",
+                        otel.status_code = tracing::field::Empty,
+                        http.request.method = %method,
+                        http.route = %handler,
+                        http.response.status_code = tracing::field::Empty,
+                        trace_id = tracing::field::Empty,
+                    );
+                    // The parent must be set before the span starts; `context()` starts it.
+                    let _ = span.set_parent(parent);
+                    let span_context = span.context().span().span_context().clone();
+                    if span_context.is_valid() {
+                        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+                    }
+                    let response = next.run(request).instrument(span.clone()).await;
+                    let status = response.status().as_u16();
+                    span.record("http.response.status_code", status);
+                    if status >= 500 {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                    (response, Some(span_context))
+                }
             }
-            let response = next.run(request).instrument(span.clone()).await;
-            let status = response.status().as_u16();
-            span.record("http.response.status_code", status);
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-            }
-            (response, Some(span_context))
         }
     };
 

@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceState};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{
+    Config, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, SdkTracerProvider,
+    ShouldSample,
+};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
@@ -88,7 +92,14 @@ pub fn init(
             resource.with_attribute(KeyValue::new("service.version", service_version.to_owned()));
     }
 
-    let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
+    // The sampler the OTEL_TRACES_SAMPLER* variables ask for, consulted before
+    // a request's span exists (see `decide`), and honouring that decision when
+    // the span is then created.
+    let sampler = Config::default().sampler;
+    let _ = SAMPLER.set(sampler.clone());
+    let mut provider = SdkTracerProvider::builder()
+        .with_resource(resource.build())
+        .with_sampler(HonourDecision(sampler));
     let exporting = otlp_endpoint_configured();
     if exporting {
         check_protocol()?;
@@ -205,6 +216,90 @@ fn check_protocol() -> Result<(), TelemetryError> {
         }
     }
     Ok(())
+}
+
+static SAMPLER: std::sync::OnceLock<Box<dyn ShouldSample>> = std::sync::OnceLock::new();
+
+/// Marks a parent context under which `decide` already chose to sample.
+#[derive(Clone, Copy, Debug)]
+struct AlreadySampled;
+
+/// The tracer provider's sampler: the configured one, except that a span whose
+/// parent context carries [`AlreadySampled`] is sampled, as decided. (For a
+/// root span the SDK draws a trace ID of its own; asking a ratio sampler again
+/// about that one would sample only ratio² of the requests.)
+#[derive(Clone, Debug)]
+struct HonourDecision(Box<dyn ShouldSample>);
+
+impl ShouldSample for HonourDecision {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        match parent_context {
+            Some(parent) if parent.get::<AlreadySampled>().is_some() => SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: parent.span().span_context().trace_state().clone(),
+            },
+            _ => self
+                .0
+                .should_sample(parent_context, trace_id, name, span_kind, attributes, links),
+        }
+    }
+}
+
+/// Whether a request gets spans, decided before any span exists.
+#[derive(Debug)]
+pub enum RequestTrace {
+    /// Create the request's span with this parent context (the caller's, marked
+    /// as decided).
+    Sampled(Context),
+    /// No span at all: an unsampled span is never exported, yet building it
+    /// costs as much as half of a fast request. This is the request's trace
+    /// context all the same, to propagate and to report (flags `00`).
+    Unsampled(SpanContext),
+}
+
+/// Asks the configured sampler whether a request whose caller sent `parent`
+/// (an empty context for a new trace) is to be traced.
+pub fn decide(parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
+    let ids = RandomIdGenerator::default();
+    let caller = parent.span().span_context().clone();
+    let trace_id = if caller.is_valid() {
+        caller.trace_id()
+    } else {
+        ids.new_trace_id()
+    };
+    let sampler = SAMPLER.get_or_init(|| Config::default().sampler);
+    let result = sampler.should_sample(Some(&parent), trace_id, name, &kind, &[], &[]);
+    if result.decision == SamplingDecision::RecordAndSample {
+        RequestTrace::Sampled(parent.with_value(AlreadySampled))
+    } else {
+        let trace_state = if caller.is_valid() {
+            caller.trace_state().clone()
+        } else {
+            TraceState::default()
+        };
+        RequestTrace::Unsampled(SpanContext::new(
+            trace_id,
+            ids.new_span_id(),
+            TraceFlags::default(),
+            false,
+            trace_state,
+        ))
+    }
+}
+
+/// Whether the code running now is inside a traced request, so that it may
+/// open child spans. Outside one, a child span would start a trace of its own.
+pub fn in_traced_request() -> bool {
+    !tracing::Span::current().is_none()
 }
 
 /// The trace context a request carries in its `traceparent` header.

@@ -212,3 +212,63 @@ fn grpc_protocol_is_refused_with_one_line() {
         "{output}"
     );
 }
+
+#[test]
+fn an_unsampled_request_creates_no_span_and_a_sampled_one_all_of_its_spans() {
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.endpoint();
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
+    ];
+    let mut ponger = Service::ponger(
+        &[
+            "--latency",
+            "100%5ms",
+            "--success-percent",
+            "0",
+            "--drain-delay",
+            "0s",
+        ],
+        &otel,
+    );
+    let client = testkit::http_client();
+    let ping = |trace_id: &str, flags: &str| {
+        let response = client
+            .get(ponger.url("/ping"))
+            .header(
+                "traceparent",
+                format!("00-{trace_id}-00f067aa0ba902b7-{flags}"),
+            )
+            .send()
+            .expect("ping");
+        response.headers()["traceresponse"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    };
+    let unsampled = "11111111111111111111111111111111";
+    let sampled = "22222222222222222222222222222222";
+    // The caller's decision is kept, and reported back.
+    assert!(ping(unsampled, "00").starts_with(&format!("00-{unsampled}-")));
+    assert!(ping(unsampled, "00").ends_with("-00"));
+    assert!(ping(sampled, "01").ends_with("-01"));
+    ponger.terminate();
+    assert!(ponger.wait_exit(Duration::from_secs(15)).success());
+
+    let spans = receiver.spans();
+    // No server span, and no orphaned child span starting a trace of its own.
+    assert!(
+        spans.iter().all(|span| span.trace_id == sampled),
+        "spans outside the sampled trace: {:?}",
+        spans
+            .iter()
+            .filter(|span| span.trace_id != sampled)
+            .collect::<Vec<_>>()
+    );
+    let names: BTreeSet<&str> = spans.iter().map(|span| span.name.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["GET /ping", "injected delay", "status decision"])
+    );
+}

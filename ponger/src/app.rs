@@ -87,15 +87,22 @@ async fn ping(State(pong): State<Arc<Pong>>) -> Response {
         (rng.random::<f64>(), rng.random::<f64>())
     };
     let (entry_index, entry) = pong.profile.latency.choose(latency_draw);
+    // Child spans only inside a traced ping: elsewhere they would start traces
+    // of their own.
+    let traced = instrumentation::telemetry::in_traced_request();
     if !entry.delay.is_zero() {
-        let span = tracing::info_span!(
+        let span = if !traced {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
             "injected delay",
             delay_ms = entry.delay.as_secs_f64() * 1000.0,
             latency.draw = latency_draw,
             latency.entry = %entry,
             latency.entry_index = entry_index,
             latency.mix = %pong.profile.latency,
-        );
+            )
+        };
         tokio::time::sleep(entry.delay).instrument(span).await;
     }
 
@@ -105,14 +112,18 @@ async fn ping(State(pong): State<Arc<Pong>>) -> Response {
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    tracing::info_span!(
-        "status decision",
-        status.draw = status_draw,
-        status.success_probability = pong.profile.success.probability(),
-        status.code = status.as_u16(),
-        profile = pong.profile.name.as_str(),
-    )
-    .in_scope(|| {
+    let span = if !traced {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "status decision",
+            status.draw = status_draw,
+            status.success_probability = pong.profile.success.probability(),
+            status.code = status.as_u16(),
+            profile = pong.profile.name.as_str(),
+        )
+    };
+    span.in_scope(|| {
         if !success {
             tracing::debug!(draw = status_draw, "injected failure");
         }

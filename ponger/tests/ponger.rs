@@ -188,11 +188,14 @@ fn is_hex(text: &str, length: usize) -> bool {
 
 #[test]
 fn openmetrics_scrapes_carry_exemplars_and_classic_scrapes_never_do() {
+    // Every ping succeeds, so that the count of 200s below is exact.
     let server = ponger(&[
         "--profile",
         "best",
         "--latency",
         "100%0ms",
+        "--success-percent",
+        "100",
         "--version",
         "v-test",
     ]);
@@ -412,7 +415,7 @@ fn faults_never_touch_metrics_or_probes() {
 
 #[test]
 fn handler_label_is_the_route_template_and_unknown_paths_add_no_series() {
-    let server = ponger(&["--latency", "100%0ms"]);
+    let server = ponger(&["--latency", "100%0ms", "--success-percent", "100"]);
     let client = http_client();
     assert_eq!(
         client
