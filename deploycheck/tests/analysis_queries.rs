@@ -334,36 +334,30 @@ fn analysis_judges_the_canary_pods_alone_and_no_traffic_is_inconclusive() {
 
     // initial passes both; errors fails the success ratio (judged alone:
     // blended with stable it would be ~0.80); slow fails the latency.
-    assert_eq!(
-        phase(&stable_verdicts, "success-ratio"),
-        Phase::Successful,
-        "{report}"
-    );
-    assert_eq!(
-        phase(&stable_verdicts, "latency-p90"),
-        Phase::Successful,
-        "{report}"
-    );
-    assert_eq!(
-        phase(&canary_verdicts, "success-ratio"),
-        Phase::Failed,
-        "{report}"
-    );
-    assert_eq!(
-        phase(&canary_verdicts, "latency-p90"),
-        Phase::Successful,
-        "{report}"
-    );
-    assert_eq!(
-        phase(&slow_verdicts, "success-ratio"),
-        Phase::Successful,
-        "{report}"
-    );
-    assert_eq!(
-        phase(&slow_verdicts, "latency-p90"),
-        Phase::Failed,
-        "{report}"
-    );
+    for (pod, verdicts, metric, expected) in [
+        (
+            "initial",
+            &stable_verdicts,
+            "success-ratio",
+            Phase::Successful,
+        ),
+        (
+            "initial",
+            &stable_verdicts,
+            "latency-p90",
+            Phase::Successful,
+        ),
+        ("errors", &canary_verdicts, "success-ratio", Phase::Failed),
+        ("errors", &canary_verdicts, "latency-p90", Phase::Successful),
+        ("slow", &slow_verdicts, "success-ratio", Phase::Successful),
+        ("slow", &slow_verdicts, "latency-p90", Phase::Failed),
+    ] {
+        assert_eq!(
+            phase(verdicts, metric),
+            expected,
+            "{pod} {metric}\n{report}"
+        );
+    }
     // The talk's mistake, for contrast: the same success query over every pod
     // (stable, errors and slow blended) passes, hiding the failing canary.
     let blended = analysis_metrics(canary_hash)
