@@ -134,10 +134,25 @@ async fn instrument(State(state): State<LayerState>, request: Request, next: Nex
     response
 }
 
+/// The message of the log line that [`bind`] writes.
+const LISTENING: &str = "listening";
+
 /// Binds the listen address and logs the address actually bound (port 0 picks
-/// a free one), which is how tests and scripts learn where to connect.
+/// a free one), which is how tests and scripts learn where to connect: see
+/// [`listening_address`].
 pub async fn bind(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    tracing::info!(address = %listener.local_addr()?, "{LISTENING}");
     Ok(listener)
+}
+
+/// The address in a JSON log line written by [`bind`], for programs that
+/// start a service on port 0 and read its stderr.
+pub fn listening_address(line: &str) -> Option<std::net::SocketAddr> {
+    let log: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = log.get("fields")?;
+    if fields.get("message")?.as_str()? != LISTENING {
+        return None;
+    }
+    fields.get("address")?.as_str()?.parse().ok()
 }

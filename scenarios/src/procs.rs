@@ -106,7 +106,7 @@ impl Proc {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(address) = listening_address(&line) {
+                    if let Some(address) = instrumentation::server::listening_address(&line) {
                         let _ = address_sender.try_send(address);
                     }
                     if let Ok(mut logs) = logs.lock() {
@@ -216,15 +216,6 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
         Ok(status) => status.to_string(),
         Err(error) => format!("unknown status: {error}"),
     }
-}
-
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let log: serde_json::Value = serde_json::from_str(line).ok()?;
-    let fields = log.get("fields")?;
-    if fields.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    fields.get("address")?.as_str()?.parse().ok()
 }
 
 /// `name` on PATH.

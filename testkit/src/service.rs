@@ -63,7 +63,7 @@ impl Service {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(address) = listening_address(&line) {
+                    if let Some(address) = instrumentation::server::listening_address(&line) {
                         let _ = address_sender.send(address);
                     }
                     logs.lock().expect("log lock").push(line);
@@ -160,15 +160,6 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let log: serde_json::Value = serde_json::from_str(line).ok()?;
-    let fields = log.get("fields")?;
-    if fields.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    fields.get("address")?.as_str()?.parse().ok()
 }
 
 /// Runs a binary that is expected to exit by itself (bad flags, `--help`):
