@@ -77,7 +77,10 @@ impl InstrumentedClient {
         let span_context = context.span().span_context().clone();
         let trace_id = span_context.is_valid().then(|| span_context.trace_id());
         if let Some(trace_id) = trace_id {
-            span.record("trace_id", tracing::field::display(trace_id));
+            span.record(
+                crate::telemetry::TRACE_ID_FIELD,
+                tracing::field::display(trace_id),
+            );
         }
 
         let mut request = self.client.get(url.clone());

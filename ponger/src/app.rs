@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use instrumentation::metrics::{HttpServerMetrics, ProcessCollector, register_build_info};
@@ -18,6 +18,8 @@ use crate::profile::Profile;
 
 /// The response header naming the ponger version that answered.
 pub const VERSION_HEADER: &str = "x-ponger-version";
+// A header name given as a string is parsed on every use.
+const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
 
 /// Shared between the ping handler, readiness and shutdown.
 #[derive(Debug)]
@@ -134,12 +136,7 @@ async fn ping(State(pong): State<Arc<Pong>>) -> Response {
     } else {
         "injected failure\n"
     };
-    (
-        status,
-        [(VERSION_HEADER, pong.version_header.clone())],
-        body,
-    )
-        .into_response()
+    (status, [(VERSION, pong.version_header.clone())], body).into_response()
 }
 
 async fn readyz(State(pong): State<Arc<Pong>>) -> (StatusCode, &'static str) {
