@@ -27,8 +27,8 @@ pub struct Settings {
 
 impl Settings {
     pub const FULL: Settings = Settings {
-        throughput_rounds: 3,
-        throughput_run: Duration::from_secs(10),
+        throughput_rounds: 7,
+        throughput_run: Duration::from_secs(4),
         schedule_run: Duration::from_secs(20),
         fidelity_run: Duration::from_secs(60),
         down_target_run: Duration::from_secs(60),
@@ -64,8 +64,13 @@ const ZERO_DELAY: [&str; 4] = ["--latency", "100%0ms", "--success-percent", "100
 
 // ---------------------------------------------------------------- item 1
 
-/// Requests per second from `wrk` (keep-alive HTTP/1.1, 2 threads).
-fn wrk(address: SocketAddr, connections: u32, duration: Duration) -> f64 {
+/// What one `wrk` run measured (keep-alive HTTP/1.1, 2 threads).
+struct WrkRun {
+    requests_per_second: f64,
+    requests: f64,
+}
+
+fn wrk(address: SocketAddr, connections: u32, duration: Duration) -> WrkRun {
     let output = Command::new("wrk")
         .args([
             "-t2",
@@ -80,10 +85,47 @@ fn wrk(address: SocketAddr, connections: u32, duration: Duration) -> f64 {
         !text.contains("Non-2xx"),
         "wrk saw non-2xx answers from {address}:\n{text}"
     );
-    text.lines()
+    let requests_per_second = text
+        .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    // "  1234567 requests in 4.00s, 150.00MB read"
+    let requests = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
+    WrkRun {
+        requests_per_second,
+        requests,
+    }
+}
+
+/// The name of the OpenTelemetry SDK's batch span processor thread.
+const EXPORTER_THREAD: &str = "OpenTelemetry.Traces.BatchProcessor";
+
+/// The three servers of the throughput comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Server {
+    Bare,
+    Unsampled,
+    Sampled,
+}
+
+/// Waits until the OTLP receiver has had nothing new for 300 ms (at most 5 s),
+/// so that one run's export does not spill into the next run.
+fn wait_for_export_drain(sink: &OtlpSink) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = sink.span_count();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = sink.span_count();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
@@ -91,10 +133,10 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     let endpoint = sink.endpoint();
     let bare_address = free_address();
     let bare_listen = bare_address.to_string();
-    let _bare = Process::start(dir, "bare-pong", &[&bare_listen], &[]);
+    let bare = Process::start(dir, "bare-pong", &[&bare_listen], &[]);
     wait_ok(bare_address, "/ping", WAIT);
     let unsampled_address = free_address();
-    let _unsampled = ponger(
+    let unsampled = ponger(
         dir,
         unsampled_address,
         &ZERO_DELAY,
@@ -103,7 +145,7 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     let sampled_address = free_address();
     // A queue and batches big enough for the exporter to keep up if it can;
     // the spans it could not export are counted below.
-    let _sampled = ponger(
+    let sampled = ponger(
         dir,
         sampled_address,
         &ZERO_DELAY,
@@ -116,42 +158,63 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
         ],
     );
     let configs = [
-        ("bare", bare_address),
-        ("unsampled", unsampled_address),
-        ("sampled", sampled_address),
+        (Server::Bare, bare_address, bare.pid()),
+        (Server::Unsampled, unsampled_address, unsampled.pid()),
+        (Server::Sampled, sampled_address, sampled.pid()),
     ];
     let connections = 64;
-    for (_, address) in configs {
+    for (_, address, _) in configs {
         wrk(address, connections, Duration::from_secs(2)); // warm-up
     }
+    wait_for_export_drain(&sink);
     let pings_before = scrape(sampled_address).sum("http_requests_total", &[("handler", "/ping")]);
     let spans_before = sink.span_count();
+    // The OTLP receiver runs in this process, on the same two cores.
+    let receiver_cpu_before = crate::process::cpu_seconds(std::process::id());
+    let exporter_cpu_before = crate::process::thread_cpu_seconds(sampled.pid(), EXPORTER_THREAD);
 
-    let mut rates: HashMap<&str, Vec<f64>> = HashMap::new();
+    let mut rates: HashMap<Server, Vec<f64>> = HashMap::new();
+    let mut cpu_per_request: HashMap<Server, Vec<f64>> = HashMap::new();
     let mut unsampled_ratios = Vec::new();
     let mut sampled_ratios = Vec::new();
     for round in 0..settings.throughput_rounds {
         let mut round_rates = HashMap::new();
         // The order rotates, so no configuration always runs first or last.
         for index in 0..configs.len() {
-            let (name, address) = configs[(index + round) % configs.len()];
-            let rate = wrk(address, connections, settings.throughput_run);
-            eprintln!("  round {round}: {name} {rate:.0} req/s");
-            round_rates.insert(name, rate);
-            rates.entry(name).or_default().push(rate);
+            let (server, address, pid) = configs[(index + round) % configs.len()];
+            let cpu_before = crate::process::cpu_seconds(pid);
+            let run = wrk(address, connections, settings.throughput_run);
+            let cpu = crate::process::cpu_seconds(pid) - cpu_before;
+            eprintln!(
+                "  round {round}: {server:?} {:.0} req/s",
+                run.requests_per_second
+            );
+            round_rates.insert(server, run.requests_per_second);
+            rates
+                .entry(server)
+                .or_default()
+                .push(run.requests_per_second);
+            cpu_per_request
+                .entry(server)
+                .or_default()
+                .push(cpu / run.requests * 1e6);
+            if server == Server::Sampled {
+                wait_for_export_drain(&sink);
+            }
         }
-        unsampled_ratios.push(round_rates["unsampled"] / round_rates["bare"]);
-        sampled_ratios.push(round_rates["sampled"] / round_rates["bare"]);
+        unsampled_ratios.push(round_rates[&Server::Unsampled] / round_rates[&Server::Bare]);
+        sampled_ratios.push(round_rates[&Server::Sampled] / round_rates[&Server::Bare]);
     }
-    // Let the batch processor send what it still holds.
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_export_drain(&sink);
+    let receiver_cpu = crate::process::cpu_seconds(std::process::id()) - receiver_cpu_before;
+    let exporter_cpu =
+        crate::process::thread_cpu_seconds(sampled.pid(), EXPORTER_THREAD) - exporter_cpu_before;
     let pings =
         scrape(sampled_address).sum("http_requests_total", &[("handler", "/ping")]) - pings_before;
     let spans = (sink.span_count() - spans_before) as f64;
-    let exported_share = spans / (3.0 * pings);
 
-    let unsampled = median(&unsampled_ratios);
-    let sampled = median(&sampled_ratios);
+    let unsampled_share = median(&unsampled_ratios);
+    let sampled_share = median(&sampled_ratios);
     let list = |ratios: &[f64]| {
         ratios
             .iter()
@@ -159,30 +222,48 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let cpu = |server: Server| median(&cpu_per_request[&server]);
     vec![
         Figure::info(
             1,
             "bare axum `/ping`, req/s (median of rounds)",
-            format!("{:.0}", median(&rates["bare"])),
+            format!("{:.0}", median(&rates[&Server::Bare])),
         ),
         Figure::checked(
             1,
             "ponger, metrics + exemplars on, tracing unsampled (`always_off`): share of bare",
-            format!("{unsampled:.3} (rounds: {})", list(&unsampled_ratios)),
+            format!("{unsampled_share:.3} (rounds: {})", list(&unsampled_ratios)),
             ">= 0.90",
-            unsampled >= 0.90,
+            unsampled_share >= 0.90,
         ),
         Figure::checked(
             1,
             "ponger, every trace sampled and exported over OTLP/HTTP: share of bare",
-            format!("{sampled:.3} (rounds: {})", list(&sampled_ratios)),
+            format!("{sampled_share:.3} (rounds: {})", list(&sampled_ratios)),
             ">= 0.60",
-            sampled >= 0.60,
+            sampled_share >= 0.60,
         ),
         Figure::info(
             1,
-            "sampled run: spans received by the OTLP receiver / spans created (3 per ping)",
-            format!("{exported_share:.3} ({spans:.0} of {:.0})", 3.0 * pings),
+            "server CPU per request (`/proc/<pid>/stat`, median of rounds): bare; unsampled; sampled (ratio to bare)",
+            format!(
+                "{:.1} us; {:.1} us ({:.2}); {:.1} us ({:.2})",
+                cpu(Server::Bare),
+                cpu(Server::Unsampled),
+                cpu(Server::Unsampled) / cpu(Server::Bare),
+                cpu(Server::Sampled),
+                cpu(Server::Sampled) / cpu(Server::Bare),
+            ),
+        ),
+        Figure::info(
+            1,
+            "sampled run: spans received per ping (a zero-delay ping has 2: `GET /ping`, `status decision`); CPU per ping of the ponger's export thread (converting, encoding, sending); of the receiver (same cores)",
+            format!(
+                "{:.3} ({spans:.0} spans, {pings:.0} pings); {:.1} us; {:.1} us",
+                spans / pings,
+                exporter_cpu / pings * 1e6,
+                receiver_cpu / pings * 1e6
+            ),
         ),
     ]
 }
@@ -590,6 +671,16 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
     let busy_idle = busy.rss_bytes() as f64 / MIB;
     let (peak_rss, peak_in_flight, ok) = peak_under_load(&busy, address, true);
     drop(busy);
+    // The same with tracing unsampled: what the spans of the pings in flight hold.
+    let address = free_address();
+    let unsampled = ponger(
+        dir,
+        address,
+        &["--latency", "100%2s", "--success-percent", "100"],
+        &[("OTEL_TRACES_SAMPLER", "always_off")],
+    );
+    let (unsampled_peak, _, unsampled_ok) = peak_under_load(&unsampled, address, true);
+    drop(unsampled);
     let bare_address = free_address();
     let bare_listen = bare_address.to_string();
     let bare = Process::start(dir, "bare-pong", &[&bare_listen, "2000"], &[]);
@@ -605,6 +696,14 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
         ),
         "<= 96 MiB",
         peak_rss <= 96.0 && peak_in_flight >= 4900.0 && ok == 5000,
+    ));
+    figures.push(Figure::info(
+        5,
+        "same load, ponger with tracing unsampled (`always_off`): peak; KiB per ping in flight more than when sampled",
+        format!(
+            "{unsampled_peak:.1} MiB ({unsampled_ok} of 5000 answered); {:.1} KiB",
+            (peak_rss - unsampled_peak) * 1024.0 / 5000.0
+        ),
     ));
     figures.push(Figure::info(
         5,

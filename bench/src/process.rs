@@ -102,7 +102,12 @@ pub fn rss_bytes(pid: u32) -> u64 {
 }
 
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    cpu_seconds_of(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime from a `/proc/.../stat` file.
+fn cpu_seconds_of(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return f64::NAN;
     };
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -116,6 +121,23 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .filter_map(|&index| fields.get(index)?.parse::<f64>().ok())
         .sum();
     ticks / clock_ticks_per_second()
+}
+
+/// The CPU seconds of the threads of `pid` named `name` (or, as Linux keeps
+/// only a thread name's first 15 bytes, its beginning).
+pub fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return f64::NAN;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| !comm.trim().is_empty() && name.starts_with(comm.trim()))
+        })
+        .filter_map(|task| task.file_name().to_str()?.parse::<u32>().ok())
+        .map(|tid| cpu_seconds_of(&format!("/proc/{pid}/task/{tid}/stat")))
+        .sum()
 }
 
 fn clock_ticks_per_second() -> f64 {

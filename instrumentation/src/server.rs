@@ -21,14 +21,16 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{
-    HttpServerMetrics, ServerLabels, TraceExemplar, handler_label, method_label, status_label,
+    HttpServerMetrics, InFlight, ServerLabels, TraceExemplar, handler_label, method_label,
+    status_label,
 };
 use crate::telemetry::RequestTrace;
 
 /// The response header naming the request's trace, in the W3C Trace Context
 /// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`.
 pub const TRACE_RESPONSE_HEADER: &str = "traceresponse";
-/// The same trace ID alone, for people pasting it into Tempo's search.
+/// The same trace ID alone, for people pasting it into Tempo's search: sent
+/// for sampled requests only, as an unsampled trace is recorded nowhere.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 // Header names given as strings are parsed on every use.
@@ -93,11 +95,10 @@ struct InstrumentService<S> {
 impl<S> Service<Request> for InstrumentService<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = InstrumentedResponse<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -112,71 +113,124 @@ where
         };
         let method = method_label(request.method());
         let in_flight = instrumentation.metrics.start(handler.clone());
-        let trace = match instrumentation.tracing {
-            Tracing::Untraced => None,
+        let (span, span_context) = match instrumentation.tracing {
+            Tracing::Untraced => (tracing::Span::none(), None),
             Tracing::Traced => {
                 let parent = crate::telemetry::extract_context(request.headers());
-                Some(crate::telemetry::decide(parent, SpanKind::Server, &handler))
+                match crate::telemetry::decide(parent, SpanKind::Server, &handler) {
+                    RequestTrace::Unsampled(span_context) => {
+                        (tracing::Span::none(), Some(span_context))
+                    }
+                    RequestTrace::Sampled(parent) => {
+                        let span = tracing::info_span!(
+                            "server request",
+                            otel.name = format!("{method} {handler}"),
+                            otel.kind = "server",
+                            otel.status_code = tracing::field::Empty,
+                            http.request.method = method.as_ref(),
+                            http.route = handler.as_ref(),
+                            http.response.status_code = tracing::field::Empty,
+                            trace_id = tracing::field::Empty,
+                        );
+                        // The parent must be set before the span starts; `context()` starts it.
+                        let _ = span.set_parent(parent);
+                        let span_context = span.context().span().span_context().clone();
+                        if let Some(ids) = TraceResponse::new(&span_context) {
+                            span.record(crate::telemetry::TRACE_ID_FIELD, ids.trace_id());
+                        }
+                        (span, Some(span_context))
+                    }
+                }
             }
         };
         // The inner service is ready (poll_ready above), so it is called here
         // rather than cloned into the future.
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let (mut response, span_context) = match trace {
-                None => (response.await?, None),
-                Some(RequestTrace::Unsampled(span_context)) => {
-                    (response.await?, Some(span_context))
-                }
-                Some(RequestTrace::Sampled(parent)) => {
-                    let span = tracing::info_span!(
-                        "server request",
-                        otel.name = format!("{method} {handler}"),
-                        otel.kind = "server",
-                        otel.status_code = tracing::field::Empty,
-                        http.request.method = method.as_ref(),
-                        http.route = handler.as_ref(),
-                        http.response.status_code = tracing::field::Empty,
-                        trace_id = tracing::field::Empty,
-                    );
-                    // The parent must be set before the span starts; `context()` starts it.
-                    let _ = span.set_parent(parent);
-                    let span_context = span.context().span().span_context().clone();
-                    if let Some(ids) = TraceResponse::new(&span_context) {
-                        span.record(crate::telemetry::TRACE_ID_FIELD, ids.trace_id());
-                    }
-                    let response = response.instrument(span.clone()).await?;
-                    let status = response.status().as_u16();
-                    span.record("http.response.status_code", status);
-                    if status >= 500 {
-                        span.record("otel.status_code", "ERROR");
-                    }
-                    (response, Some(span_context))
-                }
-            };
-
-            let labels = ServerLabels {
+        InstrumentedResponse {
+            inner: self.inner.call(request).instrument(span),
+            finish: Some(Finish {
+                started,
+                instrumentation,
                 handler,
                 method,
-                code: status_label(response.status().as_u16()),
-            };
-            let exemplar = span_context.as_ref().and_then(TraceExemplar::for_span);
-            instrumentation
-                .metrics
-                .record(&labels, started.elapsed(), exemplar);
-            drop(in_flight);
+                in_flight,
+                span_context,
+            }),
+        }
+    }
+}
 
-            if let Some(ids) = span_context.as_ref().and_then(TraceResponse::new) {
-                let headers = response.headers_mut();
-                if let Ok(value) = HeaderValue::from_str(ids.as_str()) {
-                    headers.insert(TRACE_RESPONSE, value);
-                }
+pin_project_lite::pin_project! {
+    /// The inner service's response future, inside the request's span (if it
+    /// has one), followed by the recording. A named future rather than an
+    /// `async` block: axum boxes it once, and it needs no second box.
+    struct InstrumentedResponse<F> {
+        #[pin]
+        inner: tracing::instrument::Instrumented<F>,
+        finish: Option<Finish>,
+    }
+}
+
+impl<F> Future for InstrumentedResponse<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Ok(response) = std::task::ready!(this.inner.as_mut().poll(cx));
+        Poll::Ready(Ok(match this.finish.take() {
+            Some(finish) => finish.record(response, this.inner.span()),
+            None => response,
+        }))
+    }
+}
+
+/// What the middleware knows of a request until its response exists.
+struct Finish {
+    started: Instant,
+    instrumentation: Arc<Instrumentation>,
+    handler: Cow<'static, str>,
+    method: Cow<'static, str>,
+    in_flight: InFlight,
+    span_context: Option<SpanContext>,
+}
+
+impl Finish {
+    fn record(self, mut response: Response, span: &tracing::Span) -> Response {
+        let status = response.status().as_u16();
+        // No-ops on an untraced or unsampled request's (absent) span.
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+        let labels = ServerLabels {
+            handler: self.handler,
+            method: self.method,
+            code: status_label(status),
+        };
+        let exemplar = self.span_context.as_ref().and_then(TraceExemplar::for_span);
+        self.instrumentation
+            .metrics
+            .record(&labels, self.started.elapsed(), exemplar);
+        drop(self.in_flight);
+
+        let Some(span_context) = self.span_context else {
+            return response;
+        };
+        if let Some(ids) = TraceResponse::new(&span_context) {
+            let headers = response.headers_mut();
+            if let Ok(value) = HeaderValue::from_bytes(ids.as_bytes()) {
+                headers.insert(TRACE_RESPONSE, value);
+            }
+            // Only a sampled trace can be found in Tempo.
+            if span_context.is_sampled() {
                 if let Ok(value) = HeaderValue::from_str(ids.trace_id()) {
                     headers.insert(TRACE_ID, value);
                 }
             }
-            Ok(response)
-        })
+        }
+        response
     }
 }
 
@@ -199,13 +253,13 @@ impl TraceResponse {
         Some(Self(text))
     }
 
-    fn as_str(&self) -> &str {
-        // Hex digits and dashes only.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     fn trace_id(&self) -> &str {
-        self.as_str().get(3..35).unwrap_or_default()
+        // Hex digits only.
+        std::str::from_utf8(&self.0[3..35]).unwrap_or_default()
     }
 }
 

@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::{
     ShouldSample,
 };
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -127,7 +127,12 @@ pub fn init(
         )
         .fmt_fields(TraceIdOnly)
         .with_writer(std::io::stderr)
-        .with_filter(log_filter);
+        // Of the spans, the log layer sees only those that carry a trace ID:
+        // the others would add nothing to a log line (see `TraceIdOnly`), yet
+        // it would track each of them through its whole life.
+        .with_filter(log_filter.and(filter_fn(|metadata| {
+            !metadata.is_span() || metadata.fields().field(TRACE_ID_FIELD).is_some()
+        })));
     // Spans are kept whatever RUST_LOG says (turning logs down must not
     // break exemplars), but not the HTTP libraries' own.
     let span_filter = Targets::new()

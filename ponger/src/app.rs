@@ -67,9 +67,11 @@ pub fn router(pong: Arc<Pong>) -> Router {
     );
     ProcessCollector::register(&mut registry);
 
-    let pings = Router::new()
-        .route("/ping", get(ping))
-        .with_state(pong.clone());
+    // The handler takes no extractor, so axum hands it nothing of the request;
+    // a `State` extractor would take each request apart and put it together
+    // again to clone one `Arc`.
+    let pinged = pong.clone();
+    let pings = Router::new().route("/ping", get(move || ping(pinged.clone())));
     let probes = Router::new()
         .route("/readyz", get(readyz))
         .with_state(pong)
@@ -81,7 +83,7 @@ pub fn router(pong: Arc<Pong>) -> Router {
     ))
 }
 
-async fn ping(State(pong): State<Arc<Pong>>) -> Response {
+async fn ping(pong: Arc<Pong>) -> Response {
     // Both draws happen up front (the thread-local generator cannot be held
     // across an await) and are recorded on the spans that act on them.
     let (latency_draw, status_draw) = {

@@ -359,6 +359,8 @@ fn unsampled_requests_carry_no_exemplar() {
             trace_response.ends_with("-00"),
             "unsampled flag expected: {trace_response}"
         );
+        // Nothing to find in Tempo, so no trace ID to paste there.
+        assert!(response.headers().get("x-trace-id").is_none());
     }
     let openmetrics = scrape(&server.url("/metrics"), true);
     assert_eq!(
