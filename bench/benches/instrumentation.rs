@@ -20,7 +20,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -156,6 +156,22 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("record/unsampled", |b| {
         b.iter(|| record_request(&metrics, black_box("/ping"), black_box(200), &unsampled))
+    });
+
+    // The ponger's runtime has a worker per core, recording into the same
+    // series: the cost of one record while another core records too, which
+    // adds the time the cores spend handing the shared counters back and forth.
+    let busy = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while busy.load(Ordering::Relaxed) {
+                record_request(&metrics, black_box("/ping"), black_box(200), &unsampled);
+            }
+        });
+        c.bench_function("record/unsampled_while_another_core_records", |b| {
+            b.iter(|| record_request(&metrics, black_box("/ping"), black_box(200), &unsampled))
+        });
+        busy.store(false, Ordering::Relaxed);
     });
 
     let registry = ponger_registry();

@@ -2,7 +2,7 @@
 //! templates depend on these names and labels: change them only together.
 
 use std::borrow::Cow;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use std::fmt::Write as _;
@@ -115,25 +115,30 @@ impl Outcome {
 /// process, so that recording a request allocates nothing. Route templates
 /// (never raw paths) are few and fixed by the router, so this is bounded.
 pub fn handler_label(route: &str) -> Cow<'static, str> {
-    static ROUTES: RwLock<Vec<&'static str>> = RwLock::new(Vec::new());
-    let find = |routes: &[&'static str]| routes.iter().copied().find(|known| *known == route);
-    if let Some(known) = ROUTES.read().ok().and_then(|routes| find(&routes)) {
+    // Slots rather than a locked list, for the reason given at `SeriesCache`.
+    static ROUTES: [OnceLock<&'static str>; MAX_INTERNED_ROUTES] =
+        [const { OnceLock::new() }; MAX_INTERNED_ROUTES];
+    static FILLING: Mutex<()> = Mutex::new(());
+    let find = || {
+        ROUTES
+            .iter()
+            .map_while(OnceLock::get)
+            .copied()
+            .find(|known| *known == route)
+    };
+    if let Some(known) = find() {
         return Cow::Borrowed(known);
     }
-    let Ok(mut routes) = ROUTES.write() else {
-        return Cow::Owned(route.to_owned());
-    };
-    if let Some(known) = find(&routes) {
+    let _filling = FILLING.lock();
+    if let Some(known) = find() {
         return Cow::Borrowed(known);
     }
     // A safety net for a router with an unexpected number of routes: beyond it,
     // labels are allocated per request as any other string would be.
-    if routes.len() >= MAX_INTERNED_ROUTES {
+    let Some(slot) = ROUTES.iter().find(|slot| slot.get().is_none()) else {
         return Cow::Owned(route.to_owned());
-    }
-    let interned: &'static str = Box::leak(route.to_owned().into_boxed_str());
-    routes.push(interned);
-    Cow::Borrowed(interned)
+    };
+    Cow::Borrowed(slot.get_or_init(|| Box::leak(route.to_owned().into_boxed_str())))
 }
 
 const MAX_INTERNED_ROUTES: usize = 256;
@@ -220,35 +225,58 @@ struct RequestMetrics<L, G> {
 /// The handles of the series recorded so far, found by comparing label sets
 /// rather than by a family's lookup, which hashes the labels with SipHash each
 /// time: for the handful of series a service has, three such lookups cost more
-/// per request than the recording itself (callgrind). Bounded; beyond
-/// [`MAX_CACHED_SERIES`] the families are asked directly.
+/// per request than the recording itself (callgrind).
+///
+/// Reading takes no lock and writes nothing shared: a lock's counter, or an
+/// `Arc`'s, written by every request on every core, bounces between the
+/// cores' caches (the `record/unsampled_while_another_core_records` benchmark).
+/// Slots are filled once and never emptied; beyond the last one the families
+/// are asked directly.
 #[derive(Clone, Debug)]
-struct SeriesCache<K, V>(Arc<RwLock<Vec<(K, V)>>>);
+struct SeriesCache<K, V> {
+    slots: Arc<[OnceLock<(K, V)>]>,
+    filling: Arc<Mutex<()>>,
+}
 
 const MAX_CACHED_SERIES: usize = 64;
 
-impl<K: Eq + Clone, V: Clone> SeriesCache<K, V> {
+impl<K: Eq, V> SeriesCache<K, V> {
     fn new() -> Self {
-        Self(Arc::default())
+        Self {
+            slots: (0..MAX_CACHED_SERIES).map(|_| OnceLock::new()).collect(),
+            filling: Arc::default(),
+        }
     }
 
-    fn get_or_create(&self, key: &K, create: impl FnOnce() -> V) -> V {
-        let find = |series: &[(K, V)]| {
-            series
-                .iter()
-                .find(|(known, _)| known == key)
-                .map(|(_, value)| value.clone())
-        };
-        if let Some(value) = self.0.read().ok().and_then(|series| find(&series)) {
-            return value;
+    fn find(&self, key: &K) -> Option<&V> {
+        self.slots
+            .iter()
+            .map_while(OnceLock::get)
+            .find(|(known, _)| known == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The cached value for `key`, or `create`'s, which is cached if a slot
+    /// is free (and returned all the same otherwise).
+    fn with<T>(
+        &self,
+        key: &K,
+        create: impl FnOnce() -> (K, V),
+        use_value: impl FnOnce(&V) -> T,
+    ) -> T {
+        if let Some(value) = self.find(key) {
+            return use_value(value);
         }
-        let value = create();
-        if let Ok(mut series) = self.0.write() {
-            if series.len() < MAX_CACHED_SERIES && find(&series).is_none() {
-                series.push((key.clone(), value.clone()));
-            }
+        // One writer at a time, so that a key is cached once.
+        let _filling = self.filling.lock();
+        if let Some(value) = self.find(key) {
+            return use_value(value);
         }
-        value
+        let (key, value) = create();
+        match self.slots.iter().find(|slot| slot.get().is_none()) {
+            Some(slot) => use_value(&slot.get_or_init(|| (key, value)).1),
+            None => use_value(&value),
+        }
     }
 }
 
@@ -287,9 +315,11 @@ where
     /// Marks a request as in flight until the returned guard is dropped, so a
     /// request abandoned half-way is not counted forever.
     fn start(&self, label: &G) -> InFlight {
-        let gauge = self
-            .in_flight_series
-            .get_or_create(label, || self.in_flight.get_or_create_owned(label));
+        let gauge = self.in_flight_series.with(
+            label,
+            || (label.clone(), self.in_flight.get_or_create_owned(label)),
+            Gauge::clone,
+        );
         gauge.inc();
         InFlight(gauge)
     }
@@ -298,14 +328,31 @@ where
         // Only exemplars get a timestamp: Prometheus shows it as the time of the
         // sample that links to the trace.
         let now = exemplar.as_ref().map(|_| SystemTime::now());
-        let (requests, duration) = self.outcomes.get_or_create(labels, || {
-            (
-                self.requests.get_or_create_owned(labels),
-                self.duration.get_or_create_owned(labels),
-            )
-        });
-        duration.observe(elapsed.as_secs_f64(), exemplar, now);
-        requests.inc_by(1, exemplar, now);
+        self.outcomes.with(
+            labels,
+            || {
+                let handles = (
+                    self.requests.get_or_create_owned(labels),
+                    self.duration.get_or_create_owned(labels),
+                );
+                (labels.clone(), handles)
+            },
+            |(requests, duration)| {
+                duration.observe(elapsed.as_secs_f64(), exemplar, now);
+                match exemplar {
+                    Some(exemplar) => {
+                        requests.inc_by(1, Some(exemplar), now);
+                    }
+                    // `inc_by` with no exemplar would erase the last one: with
+                    // ratio sampling, the counter would almost never show one.
+                    None => {
+                        requests
+                            .inner()
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            },
+        );
     }
 }
 

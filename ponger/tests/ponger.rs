@@ -378,6 +378,37 @@ fn unsampled_requests_carry_no_exemplar() {
 }
 
 #[test]
+fn an_unsampled_ping_keeps_the_last_sampled_exemplar() {
+    // With ratio sampling most pings are unsampled; each must not erase the
+    // exemplar the last sampled one left, or the counter would rarely show one.
+    let server = ponger(&["--latency", "100%0ms", "--success-percent", "100"]);
+    let ping = |trace_id: &str, flags: &str| {
+        http_client()
+            .get(server.url("/ping"))
+            .header(
+                "traceparent",
+                format!("00-{trace_id}-00f067aa0ba902b7-{flags}"),
+            )
+            .send()
+            .expect("ping");
+    };
+    let sampled = "4bf92f3577b34da6a3ce929d0e0e4736";
+    ping(sampled, "01");
+    ping("5ce929d0e0e47364bf92f3577b34da6a", "00");
+    let metrics = scrape(&server.url("/metrics"), true);
+    let labels = [("handler", "/ping"), ("code", "200")];
+    assert_eq!(metrics.sum("http_requests_total", &labels), 2.0);
+    for name in ["http_requests_total", "http_request_duration_seconds_bucket"] {
+        let exemplars: Vec<&str> = metrics
+            .find(name, &labels)
+            .filter_map(|sample| sample.exemplar.as_ref()?.get("trace_id"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(exemplars, [sampled], "{name}:\n{}", metrics.text);
+    }
+}
+
+#[test]
 fn incoming_trace_context_is_joined_and_reported_back() {
     let server = ponger(&["--latency", "100%0ms"]);
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
