@@ -1,9 +1,9 @@
 //! The HTTP application: routes, the ping handler and readiness.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,22 +25,26 @@ const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
 #[derive(Debug)]
 pub struct Pong {
     profile: Profile,
-    version: String,
+    version: &'static str,
     version_header: HeaderValue,
     ready: AtomicBool,
 }
 
 impl Pong {
-    pub fn new(profile: Profile, version: String) -> Arc<Self> {
+    /// The ponger's state lives as long as its process, so it is handed out
+    /// as a `'static` reference: an `Arc` (or a header value's shared bytes)
+    /// would have its count written by every ping, on every core.
+    pub fn new(profile: Profile, version: String) -> &'static Self {
+        let version: &'static str = Box::leak(version.into_boxed_str());
         // The version label is validated to be a header-safe token.
-        let version_header =
-            HeaderValue::from_str(&version).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        Arc::new(Self {
+        let version_header = HeaderValue::from_maybe_shared(Bytes::from_static(version.as_bytes()))
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Box::leak(Box::new(Self {
             profile,
             version,
             version_header,
             ready: AtomicBool::new(true),
-        })
+        }))
     }
 
     /// Makes /readyz answer 503 from now on: the first step of a shutdown.
@@ -51,7 +55,7 @@ impl Pong {
 
 /// Builds the router with its metrics registry. Injected faults apply to
 /// `/ping` only, never to `/metrics`, `/healthz` or `/readyz`.
-pub fn router(pong: Arc<Pong>) -> Router {
+pub fn router(pong: &'static Pong) -> Router {
     let mut registry = Registry::default();
     let metrics = HttpServerMetrics::register(&mut registry);
     // /ping answers 200 or 500 and nothing else: both series exist from the start.
@@ -60,7 +64,7 @@ pub fn router(pong: Arc<Pong>) -> Router {
         &mut registry,
         "ponger",
         vec![
-            ("version".into(), pong.version.clone()),
+            ("version".into(), pong.version.to_owned()),
             ("profile".into(), pong.profile.name.as_str().into()),
             ("revision".into(), instrumentation::REVISION.into()),
         ],
@@ -69,9 +73,8 @@ pub fn router(pong: Arc<Pong>) -> Router {
 
     // The handler takes no extractor, so axum hands it nothing of the request;
     // a `State` extractor would take each request apart and put it together
-    // again to clone one `Arc`.
-    let pinged = pong.clone();
-    let pings = Router::new().route("/ping", get(move || ping(pinged.clone())));
+    // again.
+    let pings = Router::new().route("/ping", get(move || ping(pong)));
     let probes = Router::new()
         .route("/readyz", get(readyz))
         .with_state(pong)
@@ -83,7 +86,7 @@ pub fn router(pong: Arc<Pong>) -> Router {
     ))
 }
 
-async fn ping(pong: Arc<Pong>) -> Response {
+async fn ping(pong: &'static Pong) -> Response {
     // Both draws happen up front (the thread-local generator cannot be held
     // across an await) and are recorded on the spans that act on them.
     let (latency_draw, status_draw) = {
@@ -141,7 +144,7 @@ async fn ping(pong: Arc<Pong>) -> Response {
     (status, [(VERSION, pong.version_header.clone())], body).into_response()
 }
 
-async fn readyz(State(pong): State<Arc<Pong>>) -> (StatusCode, &'static str) {
+async fn readyz(State(pong): State<&'static Pong>) -> (StatusCode, &'static str) {
     if pong.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n")
     } else {

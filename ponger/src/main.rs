@@ -22,7 +22,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         "serving pings"
     );
     let pong = Pong::new(config.profile, config.version);
-    let app = router(pong.clone());
+    let app = router(pong);
     let drain_delay = config.drain_delay;
     let shutdown = async move {
         signals.requested().await;

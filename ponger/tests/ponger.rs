@@ -398,7 +398,10 @@ fn an_unsampled_ping_keeps_the_last_sampled_exemplar() {
     let metrics = scrape(&server.url("/metrics"), true);
     let labels = [("handler", "/ping"), ("code", "200")];
     assert_eq!(metrics.sum("http_requests_total", &labels), 2.0);
-    for name in ["http_requests_total", "http_request_duration_seconds_bucket"] {
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+    ] {
         let exemplars: Vec<&str> = metrics
             .find(name, &labels)
             .filter_map(|sample| sample.exemplar.as_ref()?.get("trace_id"))
