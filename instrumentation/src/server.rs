@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -49,6 +48,11 @@ pub enum Tracing {
 /// `http_requests_total`, `http_request_duration_seconds` and
 /// `http_requests_in_flight` and, for traced routes, runs the handler inside a
 /// server span joined to the caller's trace (W3C `traceparent`).
+///
+/// Call it when building the service at start-up: what it keeps (a few
+/// handles) lives until the process exits, so that requests share it through
+/// a plain reference; an `Arc`'s count, written by every request on every
+/// core, would bounce between the cores' caches.
 pub fn instrument_routes<S>(
     router: Router<S>,
     metrics: HttpServerMetrics,
@@ -57,10 +61,9 @@ pub fn instrument_routes<S>(
 where
     S: Clone + Send + Sync + 'static,
 {
-    router.route_layer(InstrumentLayer(Arc::new(Instrumentation {
-        metrics,
-        tracing,
-    })))
+    let instrumentation: &'static Instrumentation =
+        Box::leak(Box::new(Instrumentation { metrics, tracing }));
+    router.route_layer(InstrumentLayer(instrumentation))
 }
 
 struct Instrumentation {
@@ -73,7 +76,7 @@ struct Instrumentation {
 /// inner service and its state and boxes a second future for every request:
 /// together more instructions than the instrumentation itself (callgrind).
 #[derive(Clone)]
-struct InstrumentLayer(Arc<Instrumentation>);
+struct InstrumentLayer(&'static Instrumentation);
 
 impl<S> Layer<S> for InstrumentLayer {
     type Service = InstrumentService<S>;
@@ -81,7 +84,7 @@ impl<S> Layer<S> for InstrumentLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InstrumentService {
             inner,
-            instrumentation: self.0.clone(),
+            instrumentation: self.0,
         }
     }
 }
@@ -89,7 +92,7 @@ impl<S> Layer<S> for InstrumentLayer {
 #[derive(Clone)]
 struct InstrumentService<S> {
     inner: S,
-    instrumentation: Arc<Instrumentation>,
+    instrumentation: &'static Instrumentation,
 }
 
 impl<S> Service<Request> for InstrumentService<S>
@@ -106,7 +109,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let instrumentation = self.instrumentation.clone();
+        let instrumentation = self.instrumentation;
         let handler: Cow<'static, str> = match request.extensions().get::<MatchedPath>() {
             Some(path) => handler_label(path.as_str()),
             None => Cow::Borrowed("unmatched"),
@@ -189,7 +192,7 @@ where
 /// What the middleware knows of a request until its response exists.
 struct Finish {
     started: Instant,
-    instrumentation: Arc<Instrumentation>,
+    instrumentation: &'static Instrumentation,
     handler: Cow<'static, str>,
     method: Cow<'static, str>,
     in_flight: InFlight,
