@@ -27,8 +27,8 @@ pub struct Settings {
 
 impl Settings {
     pub const FULL: Settings = Settings {
-        throughput_rounds: 11,
-        throughput_run: Duration::from_secs(3),
+        throughput_rounds: 25,
+        throughput_run: Duration::from_secs(1),
         schedule_run: Duration::from_secs(20),
         fidelity_run: Duration::from_secs(60),
         down_target_run: Duration::from_secs(60),

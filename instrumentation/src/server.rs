@@ -26,10 +26,10 @@ use crate::metrics::{
 use crate::telemetry::RequestTrace;
 
 /// The response header naming the request's trace, in the W3C Trace Context
-/// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`.
+/// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`. Sent for
+/// sampled requests only, whose trace is recorded.
 pub const TRACE_RESPONSE_HEADER: &str = "traceresponse";
-/// The same trace ID alone, for people pasting it into Tempo's search: sent
-/// for sampled requests only, as an unsampled trace is recorded nowhere.
+/// The same trace ID alone, for people pasting it into Tempo's search.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
 // Header names given as strings are parsed on every use.
@@ -218,19 +218,22 @@ impl Finish {
             .record(&labels, self.started.elapsed(), exemplar);
         drop(self.in_flight);
 
-        let Some(span_context) = self.span_context else {
-            return response;
-        };
-        if let Some(ids) = TraceResponse::new(&span_context) {
+        // An unsampled request leaves no trace anywhere (no span, no
+        // exemplar, no trace ID in its log lines), so its answer names none.
+        // Naming it anyway cost 5% of the throughput of a zero-delay ping
+        // (wrk, side by side), most of it the load generator reading the header.
+        if let Some(ids) = self
+            .span_context
+            .filter(SpanContext::is_sampled)
+            .as_ref()
+            .and_then(TraceResponse::new)
+        {
             let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::from_bytes(ids.as_bytes()) {
                 headers.insert(TRACE_RESPONSE, value);
             }
-            // Only a sampled trace can be found in Tempo.
-            if span_context.is_sampled() {
-                if let Ok(value) = HeaderValue::from_str(ids.trace_id()) {
-                    headers.insert(TRACE_ID, value);
-                }
+            if let Ok(value) = HeaderValue::from_str(ids.trace_id()) {
+                headers.insert(TRACE_ID, value);
             }
         }
         response

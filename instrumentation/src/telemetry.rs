@@ -296,7 +296,8 @@ pub enum RequestTrace {
     Sampled(Context),
     /// No span at all: an unsampled span is never exported, yet building it
     /// costs as much as half of a fast request. This is the request's trace
-    /// context all the same, to propagate and to report (flags `00`).
+    /// context all the same, for a client to propagate (flags `00`), so that
+    /// the services it calls do not sample the request either.
     Unsampled(SpanContext),
 }
 
