@@ -42,7 +42,10 @@ fn main() -> ExitCode {
                         }),
                     )
                 };
-                axum::serve(listener, app).await
+                // Served as the ponger is (`into_make_service` prepares the
+                // router once, not per connection), so that the baseline is
+                // what a careful axum user writes.
+                axum::serve(listener, app.into_make_service()).await
             })
         });
     match result {
