@@ -121,9 +121,8 @@ where
             Tracing::Traced => {
                 let parent = crate::telemetry::extract_context(request.headers());
                 match crate::telemetry::decide(parent, SpanKind::Server, &handler) {
-                    RequestTrace::Unsampled(span_context) => {
-                        (tracing::Span::none(), Some(span_context))
-                    }
+                    // Recorded nowhere: no exemplar, no trace headers.
+                    RequestTrace::Unsampled(_) => (tracing::Span::none(), None),
                     RequestTrace::Sampled(parent) => {
                         let span = tracing::info_span!(
                             "server request",
