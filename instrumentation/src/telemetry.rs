@@ -181,18 +181,10 @@ struct TraceIdOnly;
 impl<'writer> FormatFields<'writer> for TraceIdOnly {
     fn format_fields<R: RecordFields>(
         &self,
-        mut writer: Writer<'writer>,
+        writer: Writer<'writer>,
         fields: R,
     ) -> std::fmt::Result {
-        let mut visitor = TraceIdVisitor(None);
-        fields.record(&mut visitor);
-        match visitor.0 {
-            Some(trace_id) => match serde_json::to_string(&trace_id) {
-                Ok(quoted) => write!(writer, "{{\"{TRACE_ID_FIELD}\":{quoted}}}"),
-                Err(_) => Err(std::fmt::Error),
-            },
-            None => writer.write_str("{}"),
-        }
+        write_trace_id(writer, TraceIdVisitor::find(fields))
     }
 
     fn add_fields(
@@ -200,17 +192,36 @@ impl<'writer> FormatFields<'writer> for TraceIdOnly {
         current: &'writer mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> std::fmt::Result {
-        let mut visitor = TraceIdVisitor(None);
-        fields.record(&mut visitor);
-        if visitor.0.is_some() {
-            current.fields.clear();
-            return self.format_fields(current.as_writer(), fields);
+        match TraceIdVisitor::find(fields) {
+            Some(trace_id) => {
+                current.fields.clear();
+                write_trace_id(current.as_writer(), Some(trace_id))
+            }
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+/// `{"trace_id":"..."}`, or `{}` without one.
+fn write_trace_id(mut writer: Writer<'_>, trace_id: Option<String>) -> std::fmt::Result {
+    match trace_id {
+        Some(trace_id) => match serde_json::to_string(&trace_id) {
+            Ok(quoted) => write!(writer, "{{\"{TRACE_ID_FIELD}\":{quoted}}}"),
+            Err(_) => Err(std::fmt::Error),
+        },
+        None => writer.write_str("{}"),
     }
 }
 
 struct TraceIdVisitor(Option<String>);
+
+impl TraceIdVisitor {
+    fn find(fields: impl RecordFields) -> Option<String> {
+        let mut visitor = Self(None);
+        fields.record(&mut visitor);
+        visitor.0
+    }
+}
 
 impl tracing::field::Visit for TraceIdVisitor {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
