@@ -3,9 +3,8 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{ClientLabels, HttpClientMetrics, Outcome, TraceExemplar};
 use crate::telemetry::RequestTrace;
@@ -52,36 +51,28 @@ impl InstrumentedClient {
             &self.target,
         ) {
             RequestTrace::Unsampled(span_context) => (
-                tracing::Span::none(),
+                None,
                 opentelemetry::Context::new().with_remote_span_context(span_context),
             ),
             RequestTrace::Sampled(parent) => {
-                let span = tracing::info_span!(
-                    parent: None,
-                    "client request",
-                    otel.name = format!("GET {}", self.target),
-                    otel.kind = "client",
-                    otel.status_code = tracing::field::Empty,
-                    http.request.method = "GET",
-                    url.full = %url,
-                    server.address = url.host_str().unwrap_or_default(),
-                    http.response.status_code = tracing::field::Empty,
-                    error.type = tracing::field::Empty,
-                    trace_id = tracing::field::Empty,
+                let span = crate::telemetry::start_request_span(
+                    &parent,
+                    SpanKind::Client,
+                    format!("GET {}", self.target),
+                    vec![
+                        KeyValue::new("http.request.method", "GET"),
+                        KeyValue::new("url.full", url.to_string()),
+                        KeyValue::new(
+                            "server.address",
+                            url.host_str().unwrap_or_default().to_owned(),
+                        ),
+                    ],
                 );
-                let _ = span.set_parent(parent);
-                let context = span.context();
-                (span, context)
+                (Some(span.clone()), span)
             }
         };
         let span_context = context.span().span_context().clone();
         let trace_id = span_context.is_valid().then(|| span_context.trace_id());
-        if let Some(trace_id) = trace_id {
-            span.record(
-                crate::telemetry::TRACE_ID_FIELD,
-                tracing::field::display(trace_id),
-            );
-        }
 
         let mut request = self.client.get(url.clone());
         let mut headers = http::HeaderMap::new();
@@ -97,7 +88,6 @@ impl InstrumentedClient {
             response.bytes().await?;
             Ok::<u16, reqwest::Error>(status)
         }
-        .instrument(span.clone())
         .await;
         let elapsed = started.elapsed();
 
@@ -107,16 +97,14 @@ impl InstrumentedClient {
             Err(error) if error.is_connect() => (Outcome::ConnectError, Some(error)),
             Err(error) => (Outcome::Error, Some(error)),
         };
-        match outcome {
-            Outcome::Status(status) => {
-                span.record("http.response.status_code", status);
-            }
-            other => {
-                span.record("error.type", other.label().as_ref());
-            }
-        }
-        if !outcome.is_success() {
-            span.record("otel.status_code", "ERROR");
+        if let Some(span) = span {
+            let attribute = match outcome {
+                Outcome::Status(status) => {
+                    KeyValue::new("http.response.status_code", i64::from(status))
+                }
+                other => KeyValue::new("error.type", other.label()),
+            };
+            crate::telemetry::end_request_span(&span, attribute, !outcome.is_success());
         }
 
         let labels = ClientLabels {

@@ -14,10 +14,9 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt};
 use tower::{Layer, Service};
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{
     HttpServerMetrics, InFlight, ServerLabels, TraceExemplar, handler_label, method_label,
@@ -121,32 +120,28 @@ where
         // anyway cost 5% of the throughput of a zero-delay ping (wrk, side by
         // side), most of it the load generator reading the header.
         let (span, exemplar, trace_response) = match instrumentation.tracing {
-            Tracing::Untraced => (tracing::Span::none(), None, None),
+            Tracing::Untraced => (None, None, None),
             Tracing::Traced => {
                 let parent = crate::telemetry::extract_context(request.headers());
                 match crate::telemetry::decide(parent, SpanKind::Server, &handler) {
                     // Recorded nowhere: no exemplar, no trace headers.
-                    RequestTrace::Unsampled(_) => (tracing::Span::none(), None, None),
+                    RequestTrace::Unsampled(_) => (None, None, None),
                     RequestTrace::Sampled(parent) => {
-                        let span = tracing::info_span!(
-                            "server request",
-                            otel.name = format!("{method} {handler}"),
-                            otel.kind = "server",
-                            otel.status_code = tracing::field::Empty,
-                            http.request.method = method.as_ref(),
-                            http.route = handler.as_ref(),
-                            http.response.status_code = tracing::field::Empty,
-                            trace_id = tracing::field::Empty,
+                        let span = crate::telemetry::start_request_span(
+                            &parent,
+                            SpanKind::Server,
+                            format!("{method} {handler}"),
+                            vec![
+                                KeyValue::new("http.request.method", method.clone()),
+                                KeyValue::new("http.route", handler.clone()),
+                            ],
                         );
-                        // The parent must be set before the span starts; `context()` starts it.
-                        let _ = span.set_parent(parent);
-                        let span_context = span.context().span().span_context().clone();
-                        let trace_response =
-                            TraceResponse::new(&span_context).filter(|_| span_context.is_sampled());
-                        if let Some(ids) = &trace_response {
-                            span.record(crate::telemetry::TRACE_ID_FIELD, ids.trace_id());
-                        }
-                        (span, TraceExemplar::for_span(&span_context), trace_response)
+                        let span_context = span.span().span_context().clone();
+                        (
+                            Some(span),
+                            TraceExemplar::for_span(&span_context),
+                            TraceResponse::new(&span_context),
+                        )
                     }
                 }
             }
@@ -154,7 +149,8 @@ where
         // The inner service is ready (poll_ready above), so it is called here
         // rather than cloned into the future.
         InstrumentedResponse {
-            inner: self.inner.call(request).instrument(span),
+            inner: self.inner.call(request),
+            span,
             finish: Some(Finish {
                 started,
                 instrumentation,
@@ -169,12 +165,14 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The inner service's response future, inside the request's span (if it
-    /// has one), followed by the recording. A named future rather than an
-    /// `async` block: axum boxes it once, and it needs no second box.
+    /// The inner service's response future, polled with the request's span
+    /// (if it has one) as the current OpenTelemetry context, followed by the
+    /// recording. A named future rather than an `async` block: axum boxes it
+    /// once, and it needs no second box.
     struct InstrumentedResponse<F> {
         #[pin]
-        inner: tracing::instrument::Instrumented<F>,
+        inner: F,
+        span: Option<opentelemetry::Context>,
         finish: Option<Finish>,
     }
 }
@@ -186,10 +184,12 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Ok(response) = std::task::ready!(this.inner.as_mut().poll(cx));
+        let this = self.project();
+        // The handler's child spans and log lines find the request's span here.
+        let _current = this.span.as_ref().map(|span| span.clone().attach());
+        let Ok(response) = std::task::ready!(this.inner.poll(cx));
         Poll::Ready(Ok(match this.finish.take() {
-            Some(finish) => finish.record(response, this.inner.span()),
+            Some(finish) => finish.record(response, this.span.take()),
             None => response,
         }))
     }
@@ -208,12 +208,14 @@ struct Finish {
 }
 
 impl Finish {
-    fn record(self, mut response: Response, span: &tracing::Span) -> Response {
+    fn record(self, mut response: Response, span: Option<opentelemetry::Context>) -> Response {
         let status = response.status().as_u16();
-        // No-ops on an untraced or unsampled request's (absent) span.
-        span.record("http.response.status_code", status);
-        if status >= 500 {
-            span.record("otel.status_code", "ERROR");
+        if let Some(span) = span {
+            crate::telemetry::end_request_span(
+                &span,
+                KeyValue::new("http.response.status_code", i64::from(status)),
+                status >= 500,
+            );
         }
         let labels = ServerLabels {
             handler: self.handler,

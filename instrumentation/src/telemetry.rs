@@ -5,25 +5,30 @@
 //! environment variables. Without an OTLP endpoint, spans are still created and
 //! sampled (so exemplars and `traceresponse` headers work) but nothing is exported.
 
+use std::cell::Cell;
 use std::env;
 use std::time::Duration;
 
+use opentelemetry::Context;
+/// An attribute of a [`child_span`].
+pub use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry::trace::{Link, SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceState};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
+    TracerProvider as _,
+};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    Config, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, SdkTracerProvider,
-    ShouldSample,
+    Config, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, SdkTracer,
+    SdkTracerProvider, ShouldSample,
 };
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets, filter_fn};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FormatFields, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
@@ -112,51 +117,25 @@ pub fn init(
     }
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let tracer = provider.tracer(default_service_name.to_owned());
+    let _ = TRACER.set(provider.tracer(default_service_name.to_owned()));
 
     let log_filter = match env::var("RUST_LOG") {
         Ok(filter) if !filter.trim().is_empty() => EnvFilter::builder().parse(filter)?,
         _ => EnvFilter::new("info"),
     };
+    // Requests' spans are OpenTelemetry spans, not `tracing` ones (see
+    // `start_span`): `tracing` carries the log lines alone, and a line written
+    // inside a traced request takes its trace ID from the OpenTelemetry context.
     let logs = tracing_subscriber::fmt::layer()
-        .event_format(
+        .event_format(WithTraceId(
             tracing_subscriber::fmt::format()
                 .json()
                 .with_current_span(false)
-                .with_span_list(true),
-        )
-        .fmt_fields(TraceIdOnly)
+                .with_span_list(false),
+        ))
         .with_writer(std::io::stderr)
-        // Of the spans, the log layer sees only those that carry a trace ID:
-        // the others would add nothing to a log line (see `TraceIdOnly`), yet
-        // it would track each of them through its whole life.
-        .with_filter(log_filter.and(filter_fn(|metadata| {
-            !metadata.is_span() || metadata.fields().field(TRACE_ID_FIELD).is_some()
-        })));
-    // Spans are kept whatever RUST_LOG says (turning logs down must not
-    // break exemplars), but not the HTTP libraries' own.
-    let span_filter = Targets::new()
-        .with_default(LevelFilter::INFO)
-        .with_target("hyper", LevelFilter::OFF)
-        .with_target("h2", LevelFilter::OFF)
-        .with_target("reqwest", LevelFilter::OFF)
-        .with_target("opentelemetry", LevelFilter::OFF)
-        .with_target("opentelemetry_sdk", LevelFilter::OFF)
-        .with_target("opentelemetry_otlp", LevelFilter::OFF);
-    // Source location, thread, target and busy/idle time would be attributes
-    // on every span, built and exported for each ping, that neither the
-    // dashboards nor the walkthroughs use; nothing reads the OpenTelemetry
-    // context as "current" (spans are parented through `tracing`), so entering
-    // a span need not activate it.
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        .with_filter(span_filter);
-    Registry::default().with(logs).with(spans).try_init()?;
+        .with_filter(log_filter);
+    Registry::default().with(logs).try_init()?;
 
     Ok(Telemetry {
         provider,
@@ -164,77 +143,45 @@ pub fn init(
     })
 }
 
-/// The name of the span field that carries a request's trace ID into its log lines.
-pub(crate) const TRACE_ID_FIELD: &str = "trace_id";
+/// A log line's event formatter that adds, first in the JSON object, the
+/// `trace_id` of the traced request the line is written in, if any.
+struct WithTraceId<F>(F);
 
-/// The log layer's formatter for span fields (the `spans` list of a log
-/// line): it keeps each span's [`TRACE_ID_FIELD`] and nothing else.
-///
-/// The log layer formats the fields of every span when it is created and
-/// recorded, in case a log line is written inside it; in a ping, none is.
-/// Formatting all of them as JSON (the stock `JsonFields`) cost more than the
-/// rest of a sampled request's spans together (callgrind: about 32,000
-/// instructions of 142,000 per ping). A log line needs only the trace ID from
-/// its spans; the trace itself holds the rest.
-struct TraceIdOnly;
-
-impl<'writer> FormatFields<'writer> for TraceIdOnly {
-    fn format_fields<R: RecordFields>(
+impl<S, N, F> FormatEvent<S, N> for WithTraceId<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
         &self,
-        writer: Writer<'writer>,
-        fields: R,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        write_trace_id(writer, TraceIdVisitor::find(fields))
-    }
-
-    fn add_fields(
-        &self,
-        current: &'writer mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> std::fmt::Result {
-        match TraceIdVisitor::find(fields) {
-            Some(trace_id) => {
-                current.fields.clear();
-                write_trace_id(current.as_writer(), Some(trace_id))
-            }
-            None => Ok(()),
+        let Some(trace_id) = current_trace_id() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // The JSON formatter writes one object per line.
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"{TRACE_ID_FIELD}\":\"{trace_id}\",{rest}"),
+            None => writer.write_str(&line),
         }
     }
 }
 
-/// `{"trace_id":"..."}`, or `{}` without one.
-fn write_trace_id(mut writer: Writer<'_>, trace_id: Option<String>) -> std::fmt::Result {
-    match trace_id {
-        Some(trace_id) => match serde_json::to_string(&trace_id) {
-            Ok(quoted) => write!(writer, "{{\"{TRACE_ID_FIELD}\":{quoted}}}"),
-            Err(_) => Err(std::fmt::Error),
-        },
-        None => writer.write_str("{}"),
-    }
-}
+/// The name of the log line field that carries a request's trace ID.
+const TRACE_ID_FIELD: &str = "trace_id";
 
-struct TraceIdVisitor(Option<String>);
-
-impl TraceIdVisitor {
-    fn find(fields: impl RecordFields) -> Option<String> {
-        let mut visitor = Self(None);
-        fields.record(&mut visitor);
-        visitor.0
-    }
-}
-
-impl tracing::field::Visit for TraceIdVisitor {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == TRACE_ID_FIELD {
-            self.0 = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == TRACE_ID_FIELD {
-            self.0 = Some(format!("{value:?}"));
-        }
-    }
+/// The trace of the sampled request being handled on this thread now, if any.
+fn current_trace_id() -> Option<TraceId> {
+    Context::map_current(|context| {
+        let span = context.span();
+        let span_context = span.span_context();
+        span_context.is_sampled().then(|| span_context.trace_id())
+    })
 }
 
 fn otlp_endpoint_configured() -> bool {
@@ -265,14 +212,32 @@ fn check_protocol() -> Result<(), TelemetryError> {
 
 static SAMPLER: std::sync::OnceLock<Box<dyn ShouldSample>> = std::sync::OnceLock::new();
 
-/// Marks a parent context under which `decide` already chose to sample.
-#[derive(Clone, Copy, Debug)]
-struct AlreadySampled;
+thread_local! {
+    /// Set while this module starts a span it has already decided to sample
+    /// (see [`HonourDecision`]). A flag rather than a mark in the parent
+    /// context: marking a context allocates its map of values, for every
+    /// sampled request.
+    static DECIDED: Cell<bool> = const { Cell::new(false) };
+}
 
-/// The tracer provider's sampler: the configured one, except that a span whose
-/// parent context carries [`AlreadySampled`] is sampled, as decided. (For a
-/// root span the SDK draws a trace ID of its own; asking a ratio sampler again
-/// about that one would sample only ratio² of the requests.)
+/// Runs `start` (which starts one span) with [`DECIDED`] set.
+fn start_decided<T>(start: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DECIDED.with(|decided| decided.set(false));
+        }
+    }
+    DECIDED.with(|decided| decided.set(true));
+    let _reset = Reset;
+    start()
+}
+
+/// The tracer provider's sampler: the configured one, except for the spans
+/// this module starts after deciding to sample them (request spans, after
+/// [`decide`]; child spans, of a sampled parent). For a root span the SDK
+/// draws a trace ID of its own; asking a ratio sampler again about that one
+/// would sample only ratio² of the requests, and its children might disagree.
 #[derive(Clone, Debug)]
 struct HonourDecision(Box<dyn ShouldSample>);
 
@@ -286,24 +251,25 @@ impl ShouldSample for HonourDecision {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
-        match parent_context {
-            Some(parent) if parent.get::<AlreadySampled>().is_some() => SamplingResult {
+        if DECIDED.with(Cell::get) {
+            return SamplingResult {
                 decision: SamplingDecision::RecordAndSample,
                 attributes: Vec::new(),
-                trace_state: parent.span().span_context().trace_state().clone(),
-            },
-            _ => self
-                .0
-                .should_sample(parent_context, trace_id, name, span_kind, attributes, links),
+                trace_state: parent_context
+                    .map(|parent| parent.span().span_context().trace_state().clone())
+                    .unwrap_or_default(),
+            };
         }
+        self.0
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
     }
 }
 
 /// Whether a request gets spans, decided before any span exists.
 #[derive(Debug)]
 pub enum RequestTrace {
-    /// Create the request's span with this parent context (the caller's, marked
-    /// as decided).
+    /// Create the request's span with this parent context (the caller's, if
+    /// any), through `start_request_span`.
     Sampled(Context),
     /// No span at all: an unsampled span is never exported, yet building it
     /// costs as much as half of a fast request. This is the request's trace
@@ -325,7 +291,7 @@ pub fn decide(parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
     let sampler = SAMPLER.get_or_init(|| Config::default().sampler);
     let result = sampler.should_sample(Some(&parent), trace_id, name, &kind, &[], &[]);
     if result.decision == SamplingDecision::RecordAndSample {
-        RequestTrace::Sampled(parent.with_value(AlreadySampled))
+        RequestTrace::Sampled(parent)
     } else {
         let trace_state = if caller.is_valid() {
             caller.trace_state().clone()
@@ -342,12 +308,78 @@ pub fn decide(parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
     }
 }
 
-/// Whether the code running now is inside a traced request, so that it may
-/// open child spans. Outside one, a child span would start a trace of its own.
-pub fn in_traced_request() -> bool {
-    // `Span::current()` would take and release a reference to the span, which
-    // runs through every layer; asking the dispatcher does not.
-    tracing::dispatcher::get_default(|dispatch| dispatch.current_span().id().is_some())
+static TRACER: std::sync::OnceLock<SdkTracer> = std::sync::OnceLock::new();
+
+/// The tracer of the provider `init` set up. Before `init` (benchmarks, unit
+/// tests) spans are sampled as configured and exported nowhere.
+fn tracer() -> &'static SdkTracer {
+    TRACER.get_or_init(|| {
+        SdkTracerProvider::builder()
+            .with_sampler(HonourDecision(Config::default().sampler))
+            .build()
+            .tracer("instrumentation")
+    })
+}
+
+/// Starts a request's span (server or client) under `parent`, the context
+/// [`decide`] returned as sampled, and returns the context that holds it: the
+/// one to propagate, and the one to make current while the request is handled.
+///
+/// A request's spans are OpenTelemetry spans rather than `tracing` spans
+/// bridged by `tracing-opentelemetry`, which kept three objects per span (the
+/// `tracing` span, a span builder and the SDK span) and converted every field
+/// at each step: a sampled zero-delay ping took 18.1 us of CPU rather than
+/// 13.9, and a sleeping one 5.6 KiB for its two open spans rather than 1.9
+/// (docs/benchmarks.md).
+pub(crate) fn start_request_span(
+    parent: &Context,
+    kind: SpanKind,
+    name: String,
+    attributes: Vec<KeyValue>,
+) -> Context {
+    let tracer = tracer();
+    let span = start_decided(|| {
+        tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .with_attributes(attributes)
+            .start_with_context(tracer, parent)
+    });
+    parent.with_span(span)
+}
+
+/// Ends the span in `context` (from [`start_request_span`]) with the request's
+/// outcome: `attribute` (its status code or error type), and an error status if
+/// it `failed`.
+pub(crate) fn end_request_span(context: &Context, attribute: KeyValue, failed: bool) {
+    let span = context.span();
+    span.set_attribute(attribute);
+    if failed {
+        span.set_status(Status::error(""));
+    }
+    span.end();
+}
+
+/// A span inside the traced request being handled now, ended when dropped.
+/// Outside a traced request (an unsampled or untraced one) it is nothing: a
+/// span there would start a trace of its own.
+#[derive(Debug)]
+#[must_use = "the span ends when this is dropped"]
+pub struct ChildSpan(#[allow(dead_code)] Option<opentelemetry_sdk::trace::Span>);
+
+/// Starts a [`ChildSpan`] of the current request's span; `attributes` are
+/// computed only if there is one.
+pub fn child_span(name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>) -> ChildSpan {
+    Context::map_current(|parent| {
+        if !parent.span().span_context().is_sampled() {
+            return ChildSpan(None);
+        }
+        let tracer = tracer();
+        let builder = tracer.span_builder(name).with_attributes(attributes());
+        ChildSpan(Some(start_decided(|| {
+            builder.start_with_context(tracer, parent)
+        })))
+    })
 }
 
 /// The trace context a request carries in its `traceparent` header.

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use instrumentation::metrics::{HttpServerMetrics, ProcessCollector, register_build_info};
 use instrumentation::server::{Tracing, instrument_routes};
+use instrumentation::telemetry::{KeyValue, child_span};
 use prometheus_client::registry::Registry;
 use rand::Rng;
-use tracing::Instrument;
 
 use crate::profile::Profile;
 
@@ -28,6 +28,10 @@ pub struct Pong {
     version: &'static str,
     version_header: HeaderValue,
     ready: AtomicBool,
+    /// Span attributes written once rather than for every ping: the mix, and
+    /// each of its entries, by index.
+    latency_mix_text: &'static str,
+    latency_entry_texts: Vec<&'static str>,
 }
 
 impl Pong {
@@ -39,11 +43,21 @@ impl Pong {
         // The version label is validated to be a header-safe token.
         let version_header = HeaderValue::from_maybe_shared(Bytes::from_static(version.as_bytes()))
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+        let latency_mix_text = leak(profile.latency.to_string());
+        let latency_entry_texts = profile
+            .latency
+            .entries()
+            .iter()
+            .map(|entry| leak(entry.to_string()))
+            .collect();
         Box::leak(Box::new(Self {
             profile,
             version,
             version_header,
             ready: AtomicBool::new(true),
+            latency_mix_text,
+            latency_entry_texts,
         }))
     }
 
@@ -94,23 +108,23 @@ async fn ping(pong: &'static Pong) -> Response {
         (rng.random::<f64>(), rng.random::<f64>())
     };
     let (entry_index, entry) = pong.profile.latency.choose(latency_draw);
-    // Child spans only inside a traced ping: elsewhere they would start traces
-    // of their own.
-    let traced = instrumentation::telemetry::in_traced_request();
     if !entry.delay.is_zero() {
-        let span = if !traced {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(
-            "injected delay",
-            delay_ms = entry.delay.as_secs_f64() * 1000.0,
-            latency.draw = latency_draw,
-            latency.entry = %entry,
-            latency.entry_index = entry_index,
-            latency.mix = %pong.profile.latency,
-            )
-        };
-        tokio::time::sleep(entry.delay).instrument(span).await;
+        let _span = child_span("injected delay", || {
+            vec![
+                KeyValue::new("delay_ms", entry.delay.as_secs_f64() * 1000.0),
+                KeyValue::new("latency.draw", latency_draw),
+                KeyValue::new(
+                    "latency.entry",
+                    pong.latency_entry_texts
+                        .get(entry_index)
+                        .copied()
+                        .unwrap_or_default(),
+                ),
+                KeyValue::new("latency.entry_index", entry_index as i64),
+                KeyValue::new("latency.mix", pong.latency_mix_text),
+            ]
+        });
+        tokio::time::sleep(entry.delay).await;
     }
 
     let success = pong.profile.success.succeeds(status_draw);
@@ -119,22 +133,20 @@ async fn ping(pong: &'static Pong) -> Response {
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    let span = if !traced {
-        tracing::Span::none()
-    } else {
-        tracing::info_span!(
-            "status decision",
-            status.draw = status_draw,
-            status.success_probability = pong.profile.success.probability(),
-            status.code = status.as_u16(),
-            profile = pong.profile.name.as_str(),
-        )
-    };
-    span.in_scope(|| {
-        if !success {
-            tracing::debug!(draw = status_draw, "injected failure");
-        }
+    let _span = child_span("status decision", || {
+        vec![
+            KeyValue::new("status.draw", status_draw),
+            KeyValue::new(
+                "status.success_probability",
+                pong.profile.success.probability(),
+            ),
+            KeyValue::new("status.code", i64::from(status.as_u16())),
+            KeyValue::new("profile", pong.profile.name.as_str()),
+        ]
     });
+    if !success {
+        tracing::debug!(draw = status_draw, "injected failure");
+    }
 
     let body = if success {
         "pong\n"
