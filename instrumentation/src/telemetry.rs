@@ -5,6 +5,7 @@
 //! environment variables. Without an OTLP endpoint, spans are still created and
 //! sampled (so exemplars and `traceresponse` headers work) but nothing is exported.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::env;
 use std::time::Duration;
@@ -77,9 +78,13 @@ impl Telemetry {
 ///
 /// Call it before starting the tokio runtime: the OTLP exporter owns a
 /// blocking HTTP client, which must not be created or dropped on a runtime thread.
+///
+/// `process_attributes` describe the whole process (its configuration) and
+/// go on the resource, sent once per batch of spans, rather than on every span.
 pub fn init(
     default_service_name: &str,
     service_version: &str,
+    process_attributes: Vec<KeyValue>,
 ) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
@@ -95,6 +100,11 @@ pub fn init(
     if !resource_attributes.contains("service.version=") {
         resource =
             resource.with_attribute(KeyValue::new("service.version", service_version.to_owned()));
+    }
+    for attribute in process_attributes {
+        if !resource_attributes.contains(&format!("{}=", attribute.key)) {
+            resource = resource.with_attribute(attribute);
+        }
     }
 
     // The sampler the OTEL_TRACES_SAMPLER* variables ask for, consulted before
@@ -334,7 +344,7 @@ fn tracer() -> &'static SdkTracer {
 pub(crate) fn start_request_span(
     parent: &Context,
     kind: SpanKind,
-    name: String,
+    name: impl Into<Cow<'static, str>>,
     attributes: Vec<KeyValue>,
 ) -> Context {
     let tracer = tracer();
@@ -407,16 +417,17 @@ pub fn inject_context(context: &Context, headers: &mut http::HeaderMap) {
 /// and tracing (a bad `OTEL_*` or `RUST_LOG` ends it with status 2 and one
 /// line), run `serve` on a multi-threaded runtime, flush spans once the
 /// runtime is gone (the exporter's client is blocking), and turn the outcome
-/// into the exit status.
+/// into the exit status. `process_attributes`: see [`init`].
 pub fn run_service<F>(
     service_name: &str,
     service_version: &str,
+    process_attributes: Vec<KeyValue>,
     serve: impl FnOnce() -> F,
 ) -> std::process::ExitCode
 where
     F: std::future::Future<Output = std::io::Result<()>>,
 {
-    let telemetry = match init(service_name, service_version) {
+    let telemetry = match init(service_name, service_version, process_attributes) {
         Ok(telemetry) => telemetry,
         Err(error) => crate::cli::exit_with_config_error(&format!("error: {error}")),
     };

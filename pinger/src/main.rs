@@ -7,7 +7,9 @@ use pinger::config::Config;
 
 fn main() -> ExitCode {
     let config = parse_or_exit::<Config>();
-    instrumentation::telemetry::run_service("pinger", env!("CARGO_PKG_VERSION"), || run(config))
+    instrumentation::telemetry::run_service("pinger", env!("CARGO_PKG_VERSION"), Vec::new(), || {
+        run(config)
+    })
 }
 
 async fn run(config: Config) -> std::io::Result<()> {

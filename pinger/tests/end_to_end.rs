@@ -121,6 +121,13 @@ fn traces_join_across_services_and_every_exemplar_leads_to_an_exported_trace() {
     );
     for server_span in &server_spans {
         assert_eq!(server_span.name, "GET /ping");
+        // The ponger's configuration, once per batch rather than on every span.
+        assert_eq!(server_span.resource["ponger.profile"], "initial");
+        assert_eq!(
+            server_span.resource["ponger.latency_mix"],
+            "50%10ms,50%100ms"
+        );
+        assert_eq!(server_span.resource["ponger.success_probability"], "0.8");
         let parent = by_id
             .get(server_span.parent_span_id.as_str())
             .unwrap_or_else(|| {

@@ -28,9 +28,8 @@ pub struct Pong {
     version: &'static str,
     version_header: HeaderValue,
     ready: AtomicBool,
-    /// Span attributes written once rather than for every ping: the mix, and
-    /// each of its entries, by index.
-    latency_mix_text: &'static str,
+    /// Each latency entry's text (`45%2s`), by index, for its spans: written
+    /// once rather than for every ping.
     latency_entry_texts: Vec<&'static str>,
 }
 
@@ -44,7 +43,6 @@ impl Pong {
         let version_header = HeaderValue::from_maybe_shared(Bytes::from_static(version.as_bytes()))
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
-        let latency_mix_text = leak(profile.latency.to_string());
         let latency_entry_texts = profile
             .latency
             .entries()
@@ -56,7 +54,6 @@ impl Pong {
             version,
             version_header,
             ready: AtomicBool::new(true),
-            latency_mix_text,
             latency_entry_texts,
         }))
     }
@@ -108,6 +105,8 @@ async fn ping(pong: &'static Pong) -> Response {
         (rng.random::<f64>(), rng.random::<f64>())
     };
     let (entry_index, entry) = pong.profile.latency.choose(latency_draw);
+    // The profile itself (name, mix, success probability) is on the
+    // resource, once per batch of spans: see `Profile::attributes`.
     if !entry.delay.is_zero() {
         let _span = child_span("injected delay", || {
             vec![
@@ -121,7 +120,6 @@ async fn ping(pong: &'static Pong) -> Response {
                         .unwrap_or_default(),
                 ),
                 KeyValue::new("latency.entry_index", entry_index as i64),
-                KeyValue::new("latency.mix", pong.latency_mix_text),
             ]
         });
         tokio::time::sleep(entry.delay).await;
@@ -136,12 +134,7 @@ async fn ping(pong: &'static Pong) -> Response {
     let _span = child_span("status decision", || {
         vec![
             KeyValue::new("status.draw", status_draw),
-            KeyValue::new(
-                "status.success_probability",
-                pong.profile.success.probability(),
-            ),
             KeyValue::new("status.code", i64::from(status.as_u16())),
-            KeyValue::new("profile", pong.profile.name.as_str()),
         ]
     });
     if !success {

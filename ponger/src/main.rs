@@ -8,7 +8,8 @@ use ponger::config::{Cli, Config};
 fn main() -> ExitCode {
     let config = Config::from(parse_or_exit::<Cli>());
     let version = config.version.clone();
-    instrumentation::telemetry::run_service("ponger", &version, || serve(config))
+    let profile = config.profile.attributes();
+    instrumentation::telemetry::run_service("ponger", &version, profile, || serve(config))
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {

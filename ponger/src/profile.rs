@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use instrumentation::telemetry::KeyValue;
+
 /// The accepted form of a latency mix, quoted in every parse error.
 pub const LATENCY_MIX_FORM: &str =
     "<percent>%<duration>,... with percents summing to 100, such as 90%500ms,10%200ms";
@@ -232,6 +234,19 @@ pub struct Profile {
     pub name: ProfileName,
     pub latency: LatencyMix,
     pub success: SuccessProbability,
+}
+
+impl Profile {
+    /// The profile as OpenTelemetry resource attributes: every span of the
+    /// process shares them, so they are sent once per batch, beside
+    /// `service.version`, rather than on each ping's spans.
+    pub fn attributes(&self) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("ponger.profile", self.name.as_str()),
+            KeyValue::new("ponger.latency_mix", self.latency.to_string()),
+            KeyValue::new("ponger.success_probability", self.success.probability()),
+        ]
+    }
 }
 
 #[cfg(test)]

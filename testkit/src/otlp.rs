@@ -29,6 +29,8 @@ pub struct ReceivedSpan {
     /// The OTLP span kind: 2 server, 3 client.
     pub kind: i32,
     pub attributes: BTreeMap<String, String>,
+    /// The attributes of the resource (the process) that sent the span.
+    pub resource: BTreeMap<String, String>,
 }
 
 pub const SPAN_KIND_SERVER: i32 = 2;
@@ -78,17 +80,12 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
     };
     let mut received = Vec::new();
     for resource_spans in request.resource_spans {
-        let service_name = resource_spans
+        let resource: BTreeMap<String, String> = resource_spans
             .resource
             .as_ref()
-            .and_then(|resource| {
-                resource
-                    .attributes
-                    .iter()
-                    .find(|attribute| attribute.key == "service.name")
-            })
-            .map(attribute_value)
+            .map(|resource| attribute_map(&resource.attributes))
             .unwrap_or_default();
+        let service_name = resource.get("service.name").cloned().unwrap_or_default();
         for scope_spans in resource_spans.scope_spans {
             for span in scope_spans.spans {
                 received.push(ReceivedSpan {
@@ -98,11 +95,8 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
                     parent_span_id: hex(&span.parent_span_id),
                     name: span.name,
                     kind: span.kind,
-                    attributes: span
-                        .attributes
-                        .iter()
-                        .map(|attribute| (attribute.key.clone(), attribute_value(attribute)))
-                        .collect(),
+                    attributes: attribute_map(&span.attributes),
+                    resource: resource.clone(),
                 });
             }
         }
@@ -112,6 +106,13 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
         StatusCode::OK,
         ExportTraceServiceResponse::default().encode_to_vec(),
     )
+}
+
+fn attribute_map(attributes: &[KeyValue]) -> BTreeMap<String, String> {
+    attributes
+        .iter()
+        .map(|attribute| (attribute.key.clone(), attribute_value(attribute)))
+        .collect()
 }
 
 fn attribute_value(attribute: &KeyValue) -> String {
