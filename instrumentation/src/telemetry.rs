@@ -134,7 +134,7 @@ pub fn init(
         _ => EnvFilter::new("info"),
     };
     // Requests' spans are OpenTelemetry spans, not `tracing` ones (see
-    // `start_span`): `tracing` carries the log lines alone, and a line written
+    // `start_request_span`): `tracing` carries the log lines alone, and a line written
     // inside a traced request takes its trace ID from the OpenTelemetry context.
     let logs = tracing_subscriber::fmt::layer()
         .event_format(WithTraceId(
@@ -375,20 +375,22 @@ pub(crate) fn end_request_span(context: &Context, attribute: KeyValue, failed: b
 /// span there would start a trace of its own.
 #[derive(Debug)]
 #[must_use = "the span ends when this is dropped"]
-pub struct ChildSpan(#[allow(dead_code)] Option<opentelemetry_sdk::trace::Span>);
+pub struct ChildSpan {
+    _span: Option<opentelemetry_sdk::trace::Span>,
+}
 
 /// Starts a [`ChildSpan`] of the current request's span; `attributes` are
 /// computed only if there is one.
 pub fn child_span(name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>) -> ChildSpan {
     Context::map_current(|parent| {
         if !parent.span().span_context().is_sampled() {
-            return ChildSpan(None);
+            return ChildSpan { _span: None };
         }
         let tracer = tracer();
         let builder = tracer.span_builder(name).with_attributes(attributes());
-        ChildSpan(Some(start_decided(|| {
-            builder.start_with_context(tracer, parent)
-        })))
+        ChildSpan {
+            _span: Some(start_decided(|| builder.start_with_context(tracer, parent))),
+        }
     })
 }
 
