@@ -1,9 +1,11 @@
 //! Support for the deployment-asset tests in `tests/`: the repository's files
 //! (YAML and JSON), rendered kustomize overlays, a real Prometheus that loads
-//! the repository's rules, a reader for the PromQL the assets use, and an
-//! evaluator for the Argo Rollouts conditions the AnalysisTemplate uses.
+//! the repository's rules, a reader for the PromQL the assets use, an
+//! evaluator for the Argo Rollouts conditions the AnalysisTemplate uses, and
+//! NetworkPolicy semantics to check the policies against the demo's flows.
 
 pub mod conditions;
+pub mod netpol;
 pub mod promql;
 
 use std::collections::BTreeMap;

@@ -2,10 +2,12 @@
 //! dashboard against what really exists: the metrics and labels the real
 //! binaries expose, the Argo Rollouts controller's documented metrics, the
 //! images the Dockerfile and bake file build, the Services the manifests
-//! define. Needs kubectl (for `kubectl kustomize`) and the built binaries.
+//! define; and the NetworkPolicies against the connections the demo makes
+//! (and must not make). Needs kubectl (for `kubectl kustomize`) and the built binaries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use deploycheck::netpol::{self, Connection, ContainerPort, Endpoint, Labels};
 use deploycheck::{
     CONTROLLER_LABELS, CONTROLLER_METRICS, Catalog, SCRAPE_LABELS, dashboard_queries,
     k8s_target_labels, kustomize, object, of_kind, promql, read, real_exposition, resolve_args,
@@ -590,4 +592,623 @@ fn rollout_panels_use_only_documented_controller_metrics() {
         rollout_panels >= 3,
         "expected rollout phase, replicas and analysis panels"
     );
+}
+
+/// A pod that the rendered manifests run, by the workload that makes it.
+struct WorkloadPod {
+    workload: String,
+    template: Value,
+    endpoint: Endpoint,
+}
+
+impl WorkloadPod {
+    fn labels(&self) -> &Labels {
+        match &self.endpoint {
+            Endpoint::Pod { labels, .. } => labels,
+            Endpoint::Address => unreachable!("workload pods are pods"),
+        }
+    }
+
+    fn env(&self, name: &str) -> Vec<String> {
+        self.template["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["name"] == name)
+            .filter_map(|e| e["value"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn ports(&self) -> &[ContainerPort] {
+        match &self.endpoint {
+            Endpoint::Pod { ports, .. } => ports,
+            Endpoint::Address => &[],
+        }
+    }
+}
+
+fn string_map(value: &Value) -> Labels {
+    value
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("string value").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn container_ports(template: &Value) -> Vec<ContainerPort> {
+    template["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+        .map(|p| ContainerPort {
+            name: p["name"].as_str().map(str::to_owned),
+            number: p["containerPort"]
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .expect("containerPort"),
+            protocol: p["protocol"].as_str().unwrap_or("TCP").to_owned(),
+        })
+        .collect()
+}
+
+/// Every pod the Deployments and Rollouts of `objects` run.
+fn workload_pods(objects: &[Value]) -> Vec<WorkloadPod> {
+    of_kind(objects, "Deployment")
+        .into_iter()
+        .chain(of_kind(objects, "Rollout"))
+        .map(|workload| {
+            let namespace = workload["metadata"]["namespace"]
+                .as_str()
+                .expect("namespaced workload");
+            let namespace_labels =
+                string_map(&object(objects, "Namespace", namespace)["metadata"]["labels"]);
+            let template = workload["spec"]["template"].clone();
+            WorkloadPod {
+                workload: format!(
+                    "{}/{}",
+                    workload["kind"].as_str().unwrap_or_default(),
+                    workload["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+                endpoint: Endpoint::pod(
+                    namespace,
+                    namespace_labels,
+                    string_map(&template["metadata"]["labels"]),
+                    container_ports(&template),
+                ),
+                template,
+            }
+        })
+        .collect()
+}
+
+/// The Argo Rollouts controller's pod as its upstream install.yaml makes it
+/// (Deployment argo-rollouts: pods labelled app.kubernetes.io/name:
+/// argo-rollouts, ports metrics 8090 and healthz 8080), in the namespace the
+/// Kubernetes Prometheus configuration scrapes it in.
+fn rollouts_controller() -> (Endpoint, u16) {
+    let config = yaml_file("prometheus/prometheus-k8s.yml");
+    let job = config["scrape_configs"]
+        .as_array()
+        .expect("scrape_configs")
+        .iter()
+        .find(|job| job["job_name"] == "argo-rollouts")
+        .expect("an argo-rollouts scrape job");
+    let target = job["static_configs"][0]["targets"][0]
+        .as_str()
+        .expect("controller target");
+    let (host, port) = target.rsplit_once(':').expect("host:port");
+    let namespace = host.split('.').nth(1).expect("service.namespace");
+    let port: u16 = port.parse().expect("port");
+    let labels = [("app.kubernetes.io/name", "argo-rollouts")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let ports = [("metrics", 8090), ("healthz", 8080)]
+        .into_iter()
+        .map(|(name, number)| ContainerPort {
+            name: Some(name.into()),
+            number,
+            protocol: "TCP".into(),
+        })
+        .collect();
+    (Endpoint::pod(namespace, Labels::new(), labels, ports), port)
+}
+
+/// The pods (and their port numbers) behind `url`
+/// (`http://<service>[.<namespace>...]:<port>[/path]`), through the Service of
+/// that name: its selector and its port's targetPort.
+fn backends<'a>(
+    objects: &[Value],
+    pods: &'a [WorkloadPod],
+    url: &str,
+) -> Vec<(&'a WorkloadPod, u16)> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("{url}: no scheme"));
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let (host, port) = host_port
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("{url}: no port"));
+    let port: u64 = port.parse().expect("numeric port");
+    let mut parts = host.split('.');
+    let name = parts.next().unwrap_or_default();
+    let service = object(objects, "Service", name);
+    let namespace = service["metadata"]["namespace"].as_str();
+    if let Some(ns) = parts.next() {
+        assert_eq!(Some(ns), namespace, "{url}: another namespace");
+    }
+    let service_port = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(port))
+        .unwrap_or_else(|| panic!("{url}: Service {name} has no port {port}"));
+    let selector = string_map(&service["spec"]["selector"]);
+    let found: Vec<_> = pods
+        .iter()
+        .filter(|pod| {
+            matches!(&pod.endpoint, Endpoint::Pod { namespace: ns, .. } if Some(ns.as_str()) == namespace)
+                && selector.iter().all(|(k, v)| pod.labels().get(k) == Some(v))
+        })
+        .map(|pod| {
+            let number = match &service_port["targetPort"] {
+                Value::Null => u16::try_from(port).expect("port"),
+                Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()).expect("port"),
+                Value::String(port_name) => pod
+                    .ports()
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(port_name))
+                    .unwrap_or_else(|| panic!("{url}: {} has no port named {port_name}", pod.workload))
+                    .number,
+                other => panic!("{url}: targetPort {other}"),
+            };
+            (pod, number)
+        })
+        .collect();
+    assert!(!found.is_empty(), "{url}: Service {name} selects no pod");
+    found
+}
+
+/// One connection the demo needs (or must not get).
+struct Flow {
+    what: String,
+    from: Endpoint,
+    to: Endpoint,
+    port: u16,
+    protocol: &'static str,
+}
+
+/// Every connection the demo makes, derived from the manifests and the
+/// configuration files that name their peers.
+fn needed_flows(objects: &[Value], pods: &[WorkloadPod]) -> Vec<Flow> {
+    let mut flows = Vec::new();
+    let to_url = |flows: &mut Vec<Flow>, what: &str, from: &WorkloadPod, url: &str| {
+        for (backend, port) in backends(objects, pods, url) {
+            flows.push(Flow {
+                what: format!("{what}: {} -> {} ({url})", from.workload, backend.workload),
+                from: from.endpoint.clone(),
+                to: backend.endpoint.clone(),
+                port,
+                protocol: "TCP",
+            });
+        }
+    };
+    let by_name = |name: &str| -> Vec<&WorkloadPod> {
+        pods.iter()
+            .filter(|pod| {
+                pod.labels()
+                    .get("app.kubernetes.io/name")
+                    .map(String::as_str)
+                    == Some(name)
+            })
+            .collect()
+    };
+    let prometheus = by_name("prometheus");
+    assert_eq!(prometheus.len(), 1, "one Prometheus");
+    let prometheus = prometheus[0];
+
+    for pod in pods {
+        for target in pod.env("PINGER_TARGET") {
+            for url in target.split(',') {
+                to_url(&mut flows, "pings", pod, url);
+            }
+        }
+        for endpoint in pod.env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            to_url(&mut flows, "OTLP", pod, &endpoint);
+        }
+    }
+
+    // Scrapes, as prometheus-k8s.yml selects targets: the scrape annotation
+    // and the container port names its keep rule accepts.
+    let config = yaml_file("prometheus/prometheus-k8s.yml");
+    let port_names: Vec<String> = config["scrape_configs"]
+        .as_array()
+        .expect("scrape_configs")
+        .iter()
+        .flat_map(|job| {
+            job["relabel_configs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|rule| {
+            rule["source_labels"][0] == "__meta_kubernetes_pod_container_port_name"
+                && rule["action"] == "keep"
+        })
+        .and_then(|rule| rule["regex"].as_str().map(str::to_owned))
+        .expect("a keep rule on the container port name")
+        .split('|')
+        .map(str::to_owned)
+        .collect();
+    let mut scraped = 0;
+    for pod in pods {
+        if pod.template["metadata"]["annotations"]["prometheus.io/scrape"] != "true" {
+            continue;
+        }
+        for port in pod.ports() {
+            if port
+                .name
+                .as_ref()
+                .is_some_and(|name| port_names.contains(name))
+            {
+                scraped += 1;
+                flows.push(Flow {
+                    what: format!("scrape {} port {}", pod.workload, port.number),
+                    from: prometheus.endpoint.clone(),
+                    to: pod.endpoint.clone(),
+                    port: port.number,
+                    protocol: "TCP",
+                });
+            }
+        }
+    }
+    assert!(scraped >= 5, "only {scraped} scrape targets found");
+
+    // The controller scraped by Prometheus, and querying it for analyses.
+    let (controller, controller_port) = rollouts_controller();
+    flows.push(Flow {
+        what: "scrape the Argo Rollouts controller".into(),
+        from: prometheus.endpoint.clone(),
+        to: controller.clone(),
+        port: controller_port,
+        protocol: "TCP",
+    });
+    for template in of_kind(objects, "AnalysisTemplate") {
+        let namespace = template["metadata"]["namespace"]
+            .as_str()
+            .expect("namespace");
+        for metric in template["spec"]["metrics"].as_array().expect("metrics") {
+            let address = metric["provider"]["prometheus"]["address"]
+                .as_str()
+                .expect("prometheus address")
+                .replace("{{args.namespace}}", namespace);
+            for (backend, port) in backends(objects, pods, &address) {
+                flows.push(Flow {
+                    what: format!("analysis query {} -> {}", metric["name"], backend.workload),
+                    from: controller.clone(),
+                    to: backend.endpoint.clone(),
+                    port,
+                    protocol: "TCP",
+                });
+            }
+        }
+    }
+
+    let tempo_config = yaml_file("tempo/tempo.yaml");
+    let remote_writes = tempo_config["metrics_generator"]["storage"]["remote_write"]
+        .as_array()
+        .expect("Tempo remote_write");
+    for tempo in by_name("tempo") {
+        for remote_write in remote_writes {
+            let url = remote_write["url"].as_str().expect("url");
+            to_url(&mut flows, "remote write", tempo, url);
+        }
+    }
+    let datasources = yaml_file("grafana/provisioning/datasources/datasources.yaml");
+    for grafana in by_name("grafana") {
+        for datasource in datasources["datasources"].as_array().expect("datasources") {
+            let url = datasource["url"].as_str().expect("datasource url");
+            to_url(&mut flows, "datasource", grafana, url);
+        }
+    }
+
+    // Pod discovery: the API server, through the kubernetes Service (443) or
+    // at its endpoint (6443 on kubeadm and kind).
+    for port in [443, 6443] {
+        flows.push(Flow {
+            what: format!("Prometheus pod discovery (API server :{port})"),
+            from: prometheus.endpoint.clone(),
+            to: Endpoint::Address,
+            port,
+            protocol: "TCP",
+        });
+    }
+    // DNS, to CoreDNS in kube-system or a node-local cache.
+    let core_dns = Endpoint::pod(
+        "kube-system",
+        Labels::new(),
+        [("k8s-app".to_owned(), "kube-dns".to_owned())].into(),
+        vec![],
+    );
+    for pod in pods {
+        for protocol in ["UDP", "TCP"] {
+            for to in [&core_dns, &Endpoint::Address] {
+                flows.push(Flow {
+                    what: format!("DNS/{protocol} from {}", pod.workload),
+                    from: pod.endpoint.clone(),
+                    to: to.clone(),
+                    port: 53,
+                    protocol,
+                });
+            }
+        }
+    }
+    flows
+}
+
+/// Connections that must be refused: from another namespace (even with our
+/// labels), between our pods where nothing needs them, to the internet.
+fn refused_flows(pods: &[WorkloadPod]) -> Vec<Flow> {
+    let mut flows = Vec::new();
+    let (controller, _) = rollouts_controller();
+    for pod in pods {
+        let stranger_labels = match &pod.endpoint {
+            Endpoint::Pod { labels, .. } => labels.clone(),
+            Endpoint::Address => unreachable!(),
+        };
+        let stranger = Endpoint::pod("default", Labels::new(), stranger_labels, vec![]);
+        for port in pod.ports() {
+            flows.push(Flow {
+                what: format!("another namespace -> {} port {}", pod.workload, port.number),
+                from: stranger.clone(),
+                to: pod.endpoint.clone(),
+                port: port.number,
+                protocol: "TCP",
+            });
+            if pod
+                .labels()
+                .get("app.kubernetes.io/name")
+                .map(String::as_str)
+                != Some("prometheus")
+            {
+                flows.push(Flow {
+                    what: format!(
+                        "Argo Rollouts controller -> {} port {}",
+                        pod.workload, port.number
+                    ),
+                    from: controller.clone(),
+                    to: pod.endpoint.clone(),
+                    port: port.number,
+                    protocol: "TCP",
+                });
+            }
+        }
+        for port in [80, 443] {
+            if port == 443 && pod.workload == "Deployment/prometheus" {
+                continue;
+            }
+            flows.push(Flow {
+                what: format!("{} -> the internet :{port}", pod.workload),
+                from: pod.endpoint.clone(),
+                to: Endpoint::Address,
+                port,
+                protocol: "TCP",
+            });
+        }
+    }
+    let named = |name: &str| {
+        pods.iter()
+            .find(|pod| {
+                pod.labels()
+                    .get("app.kubernetes.io/name")
+                    .map(String::as_str)
+                    == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {name} pod"))
+    };
+    for (from, to, port) in [
+        ("ponger", "prometheus", 9090),
+        ("pinger", "prometheus", 9090),
+        ("pinger", "grafana", 3000),
+        ("ponger", "pinger", 8081),
+        ("grafana", "ponger", 8080),
+        ("tempo", "ponger", 8080),
+    ] {
+        flows.push(Flow {
+            what: format!("{from} -> {to} port {port}"),
+            from: named(from).endpoint.clone(),
+            to: named(to).endpoint.clone(),
+            port,
+            protocol: "TCP",
+        });
+    }
+    flows
+}
+
+fn check(policies: &[Value], flow: &Flow) -> bool {
+    netpol::allows(
+        policies,
+        Connection {
+            from: &flow.from,
+            to: &flow.to,
+            port: flow.port,
+            protocol: flow.protocol,
+        },
+    )
+    .unwrap_or_else(|error| panic!("{}: {error}", flow.what))
+}
+
+#[test]
+fn network_policies_deny_by_default_and_allow_exactly_the_demo_flows() {
+    for overlay in OVERLAYS {
+        let objects = kustomize(overlay);
+        let pods = workload_pods(&objects);
+        let policies: Vec<Value> = of_kind(&objects, "NetworkPolicy")
+            .into_iter()
+            .cloned()
+            .collect();
+
+        // Default deny, both directions, for every pod of the namespace.
+        let default_deny = policies.iter().find(|p| {
+            p["spec"]["podSelector"]
+                .as_object()
+                .is_some_and(|selector| selector.is_empty())
+                && p["spec"].get("ingress").is_none()
+                && p["spec"].get("egress").is_none()
+        });
+        let default_deny =
+            default_deny.unwrap_or_else(|| panic!("{overlay}: no default-deny NetworkPolicy"));
+        assert_eq!(
+            netpol::policy_types(default_deny),
+            ["Ingress", "Egress"],
+            "{overlay}: the default deny covers both directions"
+        );
+
+        let mut failures = Vec::new();
+        let needed = needed_flows(&objects, &pods);
+        for flow in &needed {
+            if !check(&policies, flow) {
+                failures.push(format!("needed but refused: {}", flow.what));
+            }
+        }
+        let refused = refused_flows(&pods);
+        for flow in &refused {
+            if check(&policies, flow) {
+                failures.push(format!("allowed but not needed: {}", flow.what));
+            }
+        }
+        assert!(failures.is_empty(), "{overlay}:\n{}", failures.join("\n"));
+        assert!(
+            needed.len() > 20 && refused.len() > 20,
+            "{overlay}: too few flows"
+        );
+
+        // Without the policies, the refused flows would pass: the refusals
+        // above are the policies' doing.
+        assert!(refused.iter().all(|flow| check(&[], flow)));
+    }
+}
+
+#[test]
+fn network_policy_selectors_and_ports_name_what_exists() {
+    let (controller, _) = rollouts_controller();
+    // Peerless egress (any address) is only for DNS and the API server.
+    let any_address_ports: [(u16, &str); 4] =
+        [(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")];
+    for overlay in OVERLAYS {
+        let objects = kustomize(overlay);
+        let pods = workload_pods(&objects);
+        let policies = of_kind(&objects, "NetworkPolicy");
+        assert!(policies.len() > 1, "{overlay}: no NetworkPolicy");
+        let selected = |selector: &Value, namespace: &str| -> Vec<&WorkloadPod> {
+            pods.iter()
+                .filter(|pod| {
+                    matches!(&pod.endpoint, Endpoint::Pod { namespace: ns, .. } if ns == namespace)
+                        && netpol::selects(selector, pod.labels()).expect("selector")
+                })
+                .collect()
+        };
+        for policy in policies {
+            let name = policy["metadata"]["name"].as_str().expect("name");
+            let namespace = policy["metadata"]["namespace"].as_str().expect("namespace");
+            let what = format!("{overlay}: NetworkPolicy {name}");
+            let own = selected(&policy["spec"]["podSelector"], namespace);
+            assert!(!own.is_empty(), "{what}: its podSelector selects no pod");
+            for (key, peers_key) in [("ingress", "from"), ("egress", "to")] {
+                for rule in policy["spec"][key].as_array().cloned().unwrap_or_default() {
+                    let peers = rule[peers_key].as_array().cloned().unwrap_or_default();
+                    // The pods on the far side of the rule, with their ports.
+                    let mut far: Vec<(String, Vec<ContainerPort>)> = Vec::new();
+                    for peer in &peers {
+                        if peer.get("namespaceSelector").is_some() {
+                            let matches = netpol::selects(
+                                &peer["namespaceSelector"],
+                                match &controller {
+                                    Endpoint::Pod {
+                                        namespace_labels, ..
+                                    } => namespace_labels,
+                                    Endpoint::Address => unreachable!(),
+                                },
+                            )
+                            .expect("selector")
+                                && netpol::selects(
+                                    peer.get("podSelector").unwrap_or(&Value::Null),
+                                    match &controller {
+                                        Endpoint::Pod { labels, .. } => labels,
+                                        Endpoint::Address => unreachable!(),
+                                    },
+                                )
+                                .expect("selector");
+                            assert!(
+                                matches,
+                                "{what}: peer {peer} is in another namespace and is not the Argo Rollouts controller"
+                            );
+                            let ports = match &controller {
+                                Endpoint::Pod { ports, .. } => ports.clone(),
+                                Endpoint::Address => unreachable!(),
+                            };
+                            far.push(("the Argo Rollouts controller".into(), ports));
+                        } else {
+                            let peer_pods = selected(&peer["podSelector"], namespace);
+                            assert!(!peer_pods.is_empty(), "{what}: peer {peer} selects no pod");
+                            far.extend(
+                                peer_pods
+                                    .iter()
+                                    .map(|pod| (pod.workload.clone(), pod.ports().to_vec())),
+                            );
+                        }
+                    }
+                    let ports = rule["ports"].as_array().cloned().unwrap_or_default();
+                    if peers.is_empty() {
+                        assert_eq!(
+                            key, "egress",
+                            "{what}: an ingress rule open to every source"
+                        );
+                        assert!(
+                            !ports.is_empty(),
+                            "{what}: egress to any address on any port"
+                        );
+                        for port in &ports {
+                            let number = port["port"].as_u64().expect("numeric port");
+                            let protocol = port["protocol"].as_str().unwrap_or("TCP");
+                            assert!(
+                                any_address_ports
+                                    .iter()
+                                    .any(|(n, p)| u64::from(*n) == number && *p == protocol),
+                                "{what}: egress to any address on {number}/{protocol}"
+                            );
+                        }
+                        continue;
+                    }
+                    // A port names what the destination listens on: the
+                    // policy's own pods for ingress, the peers for egress.
+                    let destinations: Vec<(String, Vec<ContainerPort>)> = if key == "ingress" {
+                        own.iter()
+                            .map(|pod| (pod.workload.clone(), pod.ports().to_vec()))
+                            .collect()
+                    } else {
+                        far
+                    };
+                    for port in &ports {
+                        let number = port["port"].as_u64().expect("numeric port");
+                        let protocol = port["protocol"].as_str().unwrap_or("TCP");
+                        for (workload, listening) in &destinations {
+                            assert!(
+                                listening.iter().any(
+                                    |p| u64::from(p.number) == number && p.protocol == protocol
+                                ),
+                                "{what}: {key} port {number}/{protocol}, but {workload} does not listen on it"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
