@@ -103,6 +103,16 @@ def check_compose():
             fail(f"compose: prometheus lacks {flag}")
     if any("admin-api" in a for a in args):
         fail("compose: prometheus enables the admin API")
+    if "--web.enable-lifecycle" in args:
+        fail("compose: prometheus enables the lifecycle API (/-/quit, /-/reload), which nothing uses")
+    # Unauthenticated endpoints stay on the user's machine: every published
+    # port binds the loopback address.
+    for name, s in svcs.items():
+        for port in s.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else (
+                str(port).rsplit(":", 2)[0] if str(port).count(":") == 2 else None)
+            if host_ip != "127.0.0.1":
+                fail(f"compose: {name} publishes {port!r} beyond 127.0.0.1")
     env = svcs["grafana"].get("environment", {})
     if env.get("GF_AUTH_ANONYMOUS_ENABLED") != "true" or env.get("GF_AUTH_ANONYMOUS_ORG_ROLE") != "Viewer":
         fail("compose: grafana anonymous access is not Viewer")
@@ -365,7 +375,7 @@ compose_config() {
   done
 }
 run "docker-compose config -q (PONGER_TAG=initial|errors|slow|best)" compose_config
-run "compose: pinned images, healthchecks, depends_on conditions, Prometheus flags" \
+run "compose: pinned images, healthchecks, depends_on conditions, Prometheus flags, ports on 127.0.0.1" \
   "${CHECK[@]}" compose
 
 # ---------------------------------------------------------------- Prometheus
