@@ -40,6 +40,15 @@ if ! command -v kubectl >/dev/null; then
   exit 1
 fi
 
+# cargo-deny checks the dependency graph's licences, bans and sources. Built
+# from crates.io (its prebuilt releases are on GitHub): about 3 minutes of
+# compiling on 2 cores, once per fresh machine.
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  echo "== installing cargo-deny $cargo_deny_version (crates.io, compiled: about 3 minutes)"
+  cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest is absent; scripts/test.sh falls back to cargo test"
 fi

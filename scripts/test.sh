@@ -10,6 +10,9 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo deny: licences, bans, sources (deny.toml; advisories run in .github/workflows/supply-chain.yml)"
+cargo deny --locked check licenses bans sources
+
 echo "== build the binaries the integration tests run"
 cargo build --workspace --bins --locked
 
