@@ -9,6 +9,7 @@
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
+# checkov:skip=CKV_DOCKER_7:the image is the ARG RUST_IMAGE, whose default above pins rust:1.95; checkov cannot resolve ARGs
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # The whole workspace is needed because Cargo.toml lists every member; the
@@ -27,6 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # Distroless "cc" carries glibc and libgcc_s (needed by Rust's unwinder), no
 # shell and no package manager. The :nonroot variant's user is 65532; it is
 # restated numerically so that Kubernetes' runAsNonRoot can verify it.
+# checkov:skip=CKV_DOCKER_2:distroless has no shell or HTTP client for a HEALTHCHECK; Kubernetes probes /readyz and /healthz, compose relies on Prometheus' up
 FROM ${RUNTIME_IMAGE} AS runtime
 USER 65532:65532
 LABEL org.opencontainers.image.licenses="Apache-2.0"

