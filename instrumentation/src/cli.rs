@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use clap::Parser;
-use clap::error::{ContextValue, ErrorKind};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 /// Parses the command line (and the `*_` environment variables clap reads).
 /// `--help` and `--version` print as usual and exit 0.
@@ -28,6 +28,26 @@ pub fn parse_or_exit<T: Parser>() -> T {
 /// made safe to print: a newline in a value would otherwise cut the line
 /// before the flag's name, and a password in a URL would be printed.
 fn one_line_error(error: &clap::Error) -> String {
+    // A value that fails its parser: written here rather than rendered by
+    // clap, whose rendering drops escape sequences from the value (so that
+    // the line would quote something other than what was given).
+    if let (
+        ErrorKind::ValueValidation,
+        Some(ContextValue::String(flag)),
+        Some(ContextValue::String(value)),
+        Some(reason),
+    ) = (
+        error.kind(),
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+        std::error::Error::source(error),
+    ) {
+        return format!(
+            "error: invalid value '{}' for '{flag}': {}",
+            printable_value(value),
+            first_line(&reason.to_string())
+        );
+    }
     let mut rendered = error.render().to_string();
     let quoted = error.context().flat_map(|(_, value)| match value {
         ContextValue::String(value) => vec![value.as_str()],
