@@ -175,9 +175,15 @@ impl OtelSettings {
         read(EXPORT_TIMEOUT);
         read(MAX_CONCURRENT_EXPORTS);
         if max_export_batch_size > max_queue_size {
-            // Only a batch size that was asked for deserves a warning; the
-            // default shrinks to a small queue silently.
-            if lookup(MAX_EXPORT_BATCH_SIZE.name).is_some_and(|value| !value.trim().is_empty()) {
+            // Only a valid batch size that was asked for deserves a warning
+            // (an invalid one has had its own); the default shrinks to a
+            // small queue silently.
+            let asked =
+                lookup(MAX_EXPORT_BATCH_SIZE.name).is_some_and(|value| !value.trim().is_empty());
+            let warned = warnings
+                .iter()
+                .any(|warning| warning.variable == MAX_EXPORT_BATCH_SIZE.name);
+            if asked && !warned {
                 warnings.push(Warning {
                     variable: MAX_EXPORT_BATCH_SIZE.name,
                     given: max_export_batch_size.to_string(),
@@ -435,5 +441,41 @@ mod tests {
             settings.warnings[0].to_string(),
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"512\" ignored (a batch cannot be larger than OTEL_BSP_MAX_QUEUE_SIZE (100)); using 100"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_values_give_settings_within_range_and_one_warning_each(
+            values in prop::collection::vec(prop::option::of(".{0,24}|[0-9]{1,12}|-?[0-9.e]{1,8}"), 7)
+        ) {
+            let names = [
+                SCHEDULE_DELAY.name, MAX_QUEUE_SIZE.name, MAX_EXPORT_BATCH_SIZE.name,
+                EXPORT_TIMEOUT.name, MAX_CONCURRENT_EXPORTS.name, SAMPLER_VARIABLE,
+                SAMPLER_ARG_VARIABLE,
+            ];
+            let lookup = |name: &str| {
+                names.iter().position(|known| *known == name).and_then(|index| values[index].clone())
+            };
+            let settings = OtelSettings::from_lookup(lookup);
+            prop_assert!(SCHEDULE_DELAY.range().contains(&(settings.schedule_delay.as_millis() as u64)));
+            prop_assert!((1..=65_536).contains(&settings.max_queue_size));
+            prop_assert!((1..=settings.max_queue_size).contains(&settings.max_export_batch_size));
+            prop_assert!(SAMPLER_NAMES.contains(&settings.sampler.name));
+            prop_assert!(settings.sampler.ratio.is_none_or(|ratio| (0.0..=1.0).contains(&ratio)));
+            let mut warned: Vec<&str> = settings.warnings.iter().map(|warning| warning.variable).collect();
+            warned.sort_unstable();
+            let before = warned.len();
+            warned.dedup();
+            prop_assert_eq!(before, warned.len(), "one warning per variable at most");
+            for warning in &settings.warnings {
+                prop_assert!(!warning.to_string().contains('\n') || warning.given.contains('\n'));
+            }
+        }
     }
 }

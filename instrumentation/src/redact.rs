@@ -55,14 +55,16 @@ fn redact_query(query: &str) -> Option<String> {
 }
 
 /// `text` (any configuration value, valid URL or not) with the user-info of
-/// every `scheme://user:password@` in it replaced by `REDACTED:REDACTED`, for
-/// error lines that quote what was given.
+/// every `//user:password@` in it replaced by `REDACTED:REDACTED`, for error
+/// lines that quote what was given. Any `//` starts an authority here, with
+/// or without a scheme before it: a few harmless false positives rather than
+/// a password printed.
 pub fn redact_userinfo_in(text: &str) -> Cow<'_, str> {
     let mut result = String::new();
     let mut rest = text;
     let mut changed = false;
-    while let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
+    while let Some(slashes) = rest.find("//") {
+        let authority_start = slashes + 2;
         let authority_len = rest[authority_start..]
             .find(['/', '?', '#', '\\', ','])
             .unwrap_or(rest.len() - authority_start);
@@ -137,5 +139,26 @@ mod tests {
             redact_userinfo_in("x://p@ss@host"),
             "x://REDACTED:REDACTED@host"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_text_panics_and_no_password_survives(
+            text in ".{0,60}",
+            password in "[A-Za-z0-9]{6,12}",
+        ) {
+            let _ = redact_userinfo_in(&text);
+            let with_secret = format!("{text}http://user:{password}@host/{text}");
+            let redacted = redact_userinfo_in(&with_secret);
+            prop_assert!(redacted.contains("REDACTED:REDACTED@host/"));
+            let printed = crate::cli::printable_value(&with_secret);
+            prop_assert!(!printed.chars().any(char::is_control));
+        }
     }
 }

@@ -197,3 +197,124 @@ mod tests {
         assert!(!config.keep_alive);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use instrumentation::redact::redact_url;
+    use proptest::prelude::*;
+
+    /// Valid targets, with and without credentials, ports and queries.
+    fn valid_target() -> impl Strategy<Value = String> {
+        (
+            prop::option::of(("[a-z0-9]{1,8}", prop::option::of("[A-Za-z0-9]{1,12}"))),
+            prop_oneof![
+                "[a-z][a-z0-9-]{0,12}",
+                "127\\.0\\.0\\.[1-9][0-9]?",
+                Just("[::1]".to_owned())
+            ],
+            prop::option::of(1u16..),
+            "(/[a-z0-9._~-]{0,8}){0,3}",
+            prop::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"),
+        )
+            .prop_map(|(credentials, host, port, path, query)| {
+                let mut url = "http://".to_owned();
+                if let Some((user, password)) = credentials {
+                    url.push_str(&user);
+                    if let Some(password) = password {
+                        url.push(':');
+                        url.push_str(&password);
+                    }
+                    url.push('@');
+                }
+                url.push_str(&host);
+                if let Some(port) = port {
+                    url.push_str(&format!(":{port}"));
+                }
+                url.push_str(&path);
+                if let Some(query) = query {
+                    url.push('?');
+                    url.push_str(&query);
+                }
+                url
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn no_text_panics_the_target_parser(text in ".{0,80}") {
+            let _ = parse_target(&text);
+        }
+
+        #[test]
+        fn accepted_url_shaped_text_round_trips_and_has_a_host(
+            text in "[hH][tT][tT][pP]:[/\\\\]{0,3}[a-z0-9@:.\\[\\]/?#%\\t\\n -]{0,24}"
+        ) {
+            if let Ok(url) = parse_target(&text) {
+                prop_assert!(url.host_str().is_some_and(|host| !host.is_empty()));
+                prop_assert_eq!(parse_target(url.as_str()), Ok(url.clone()));
+                prop_assert!(!text.trim().chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn valid_targets_parse_round_trip_and_redact(text in valid_target()) {
+            let url = parse_target(&text)
+                .map_err(|error| TestCaseError::fail(format!("{text}: {error}")))?;
+            prop_assert_eq!(parse_target(url.as_str()), Ok(url.clone()));
+            let redacted = redact_url(&url).to_string();
+            if let Some(password) = url.password() {
+                prop_assert!(redacted.contains("REDACTED:REDACTED@"), "{}", redacted);
+                prop_assert!(!redacted.contains(&format!(":{password}@")), "{}", redacted);
+            }
+            // The redacted URL is still a valid target.
+            prop_assert!(parse_target(&redacted).is_ok());
+        }
+
+        #[test]
+        fn no_value_of_any_flag_panics(
+            flag in prop::sample::select(vec![
+                "--listen", "--target", "--target-name", "--rate", "--timeout",
+                "--max-in-flight", "--keep-alive",
+            ]),
+            value in ".{0,40}",
+        ) {
+            let _ = Config::try_parse_from(["pinger", flag, &value]);
+        }
+
+        #[test]
+        fn a_valid_configuration_written_as_flags_parses_back_to_itself(
+            rate in 0.01f64..=100_000.0,
+            timeout_ms in 10u64..=60_000,
+            max_in_flight in 1u32..=1_000_000,
+            keep_alive: bool,
+            targets in prop::collection::vec(valid_target(), 1..4),
+        ) {
+            let timeout = Duration::from_millis(timeout_ms);
+            let first = Config::try_parse_from([
+                "pinger".to_owned(),
+                format!("--rate={rate}"),
+                format!("--timeout={}", humantime::format_duration(timeout)),
+                format!("--max-in-flight={max_in_flight}"),
+                format!("--keep-alive={keep_alive}"),
+                format!("--target={}", targets.join(",")),
+            ])
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            prop_assert_eq!(first.rate, rate);
+            prop_assert_eq!(first.timeout, timeout);
+            let written: Vec<&str> = first.targets.iter().map(Url::as_str).collect();
+            let again = Config::try_parse_from([
+                "pinger".to_owned(),
+                format!("--rate={}", first.rate),
+                format!("--timeout={}", humantime::format_duration(first.timeout)),
+                format!("--max-in-flight={}", first.max_in_flight),
+                format!("--keep-alive={}", first.keep_alive),
+                format!("--target={}", written.join(",")),
+                format!("--listen={}", first.listen),
+                format!("--target-name={}", first.target_name),
+            ])
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            prop_assert_eq!(format!("{again:?}"), format!("{first:?}"));
+        }
+    }
+}

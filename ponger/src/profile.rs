@@ -469,3 +469,87 @@ mod tests {
         assert!(error.contains("initial, errors, slow, best"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Valid mixes: up to 8 entries whose percents, in hundredths, sum to
+    /// exactly 100, each delay from 0 to one minute to the nanosecond.
+    fn valid_mix() -> impl Strategy<Value = Vec<(u32, u64)>> {
+        prop::collection::vec((1u32..10_000, 0u64..=60_000_000_000), 1..8).prop_map(|entries| {
+            let total: u32 = entries.iter().map(|(weight, _)| weight).sum();
+            let mut left = 10_000u32;
+            let count = entries.len();
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(index, (weight, nanos))| {
+                    let share = if index + 1 == count {
+                        left
+                    } else {
+                        (weight * 10_000 / total).min(left)
+                    };
+                    left -= share;
+                    (share, nanos)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn no_text_panics_the_parsers(text in ".{0,64}") {
+            let _ = text.parse::<LatencyMix>();
+            let _ = text.parse::<SuccessProbability>();
+            let _ = text.parse::<ProfileName>();
+        }
+
+        #[test]
+        fn no_mix_shaped_text_panics_and_accepted_mixes_round_trip(
+            text in "([0-9.eE+-]{0,6}%[0-9a-z. ]{0,8},?){0,6}"
+        ) {
+            if let Ok(mix) = text.parse::<LatencyMix>() {
+                prop_assert_eq!(mix.to_string().parse::<LatencyMix>(), Ok(mix.clone()));
+                prop_assert!(mix.entries().iter().all(|entry| entry.delay <= MAX_DELAY));
+            }
+        }
+
+        #[test]
+        fn display_of_a_valid_mix_parses_back_to_it(entries in valid_mix()) {
+            let text = entries
+                .iter()
+                .map(|(hundredths, nanos)| {
+                    format!(
+                        "{}%{}",
+                        f64::from(*hundredths) / 100.0,
+                        humantime::format_duration(Duration::from_nanos(*nanos))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let mix: LatencyMix = text.parse().map_err(|error| {
+                TestCaseError::fail(format!("{text}: {error}"))
+            })?;
+            prop_assert_eq!(mix.entries().len(), entries.len());
+            prop_assert_eq!(mix.to_string().parse::<LatencyMix>(), Ok(mix.clone()));
+            // Every draw picks an entry that can be picked.
+            for draw in [0.0, 0.5, 0.999_999_999] {
+                prop_assert!(mix.choose(draw).1.percent > 0.0 || entries.len() == 1);
+            }
+        }
+
+        #[test]
+        fn success_percents_in_range_are_accepted_with_or_without_one_sign(
+            percent in 0.0f64..=100.0
+        ) {
+            let plain = percent.to_string().parse::<SuccessProbability>();
+            let signed = format!("{percent}%").parse::<SuccessProbability>();
+            prop_assert!(plain.is_ok());
+            prop_assert_eq!(plain, signed);
+            let doubled = format!("{percent}%%");
+            prop_assert!(doubled.parse::<SuccessProbability>().is_err());
+        }
+    }
+}
