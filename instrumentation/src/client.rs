@@ -61,7 +61,7 @@ impl InstrumentedClient {
                     format!("GET {}", self.target),
                     vec![
                         KeyValue::new("http.request.method", "GET"),
-                        KeyValue::new("url.full", url.to_string()),
+                        KeyValue::new("url.full", crate::redact::redact_url(url).to_string()),
                         KeyValue::new(
                             "server.address",
                             url.host_str().unwrap_or_default().to_owned(),
@@ -91,6 +91,11 @@ impl InstrumentedClient {
         .await;
         let elapsed = started.elapsed();
 
+        // reqwest's errors quote the URL, credentials and all.
+        let result = result.map_err(|error| match crate::redact::redact_url(url) {
+            std::borrow::Cow::Borrowed(_) => error,
+            std::borrow::Cow::Owned(redacted) => error.with_url(redacted),
+        });
         let (outcome, error) = match result {
             Ok(status) => (Outcome::Status(status), None),
             Err(error) if error.is_timeout() => (Outcome::Timeout, Some(error)),

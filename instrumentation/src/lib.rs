@@ -10,11 +10,15 @@
 //! - [`telemetry`]: logging to stderr and OpenTelemetry tracing configured by `OTEL_*`.
 //! - [`shutdown`]: SIGTERM/SIGINT handling with a second signal meaning "hurry".
 //! - [`cli`]: one-line configuration errors shared by both binaries.
+//! - [`otel_env`]: the `OTEL_BSP_*` and `OTEL_TRACES_SAMPLER*` variables, checked.
+//! - [`redact`]: credentials kept out of logs and spans.
 
 pub mod cli;
 pub mod client;
 pub mod exposition;
 pub mod metrics;
+pub mod otel_env;
+pub mod redact;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -22,8 +22,8 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    Config, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult, SdkTracer,
-    SdkTracerProvider, ShouldSample,
+    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult,
+    SdkTracer, SdkTracerProvider, ShouldSample,
 };
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
@@ -65,14 +65,21 @@ impl Telemetry {
         self.exporting
     }
 
-    /// Exports every buffered span (bounded by the exporter's timeout) and stops.
+    /// Exports every buffered span, for at most [`SPAN_FLUSH_BUDGET`], and stops.
     /// Call it outside the async runtime: the exporter uses a blocking client.
     pub fn shutdown(self) {
-        if let Err(error) = self.provider.shutdown_with_timeout(Duration::from_secs(10)) {
+        if let Err(error) = self.provider.shutdown_with_timeout(SPAN_FLUSH_BUDGET) {
             tracing::warn!(%error, "flushing spans at shutdown failed");
         }
     }
 }
+
+/// How long a service may spend exporting its last spans once it has stopped
+/// serving. A collector that accepts connections and never answers would
+/// otherwise hold the exit for the exporter's whole timeout (10 s by default),
+/// past the pinger's shutdown budget (see `pinger::app::shutdown_bound`). A
+/// reachable collector takes milliseconds.
+pub const SPAN_FLUSH_BUDGET: Duration = Duration::from_secs(3);
 
 /// Sets up logging and tracing for a service.
 ///
@@ -110,7 +117,8 @@ pub fn init(
     // The sampler the OTEL_TRACES_SAMPLER* variables ask for, consulted before
     // a request's span exists (see `decide`), and honouring that decision when
     // the span is then created.
-    let sampler = Config::default().sampler;
+    let settings = crate::otel_env::OtelSettings::from_env();
+    let sampler: Box<dyn ShouldSample> = Box::new(settings.sampler.sampler());
     let _ = SAMPLER.set(sampler.clone());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(resource.build())
@@ -123,7 +131,11 @@ pub fn init(
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()?;
-        provider = provider.with_batch_exporter(exporter);
+        provider = provider.with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(settings.batch_config())
+                .build(),
+        );
     }
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
@@ -146,6 +158,14 @@ pub fn init(
         .with_writer(std::io::stderr)
         .with_filter(log_filter);
     Registry::default().with(logs).try_init()?;
+    for warning in &settings.warnings {
+        tracing::warn!(
+            variable = warning.variable,
+            value = %warning.given,
+            used = %warning.used,
+            "{warning}"
+        );
+    }
 
     Ok(Telemetry {
         provider,
@@ -221,6 +241,11 @@ fn check_protocol() -> Result<(), TelemetryError> {
 }
 
 static SAMPLER: std::sync::OnceLock<Box<dyn ShouldSample>> = std::sync::OnceLock::new();
+
+/// The sampler `OTEL_TRACES_SAMPLER*` select, checked (see [`crate::otel_env`]).
+fn configured_sampler() -> Box<dyn ShouldSample> {
+    Box::new(crate::otel_env::OtelSettings::from_env().sampler.sampler())
+}
 
 thread_local! {
     /// Set while this module starts a span it has already decided to sample
@@ -298,7 +323,7 @@ pub fn decide(parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
     } else {
         ids.new_trace_id()
     };
-    let sampler = SAMPLER.get_or_init(|| Config::default().sampler);
+    let sampler = SAMPLER.get_or_init(configured_sampler);
     let result = sampler.should_sample(Some(&parent), trace_id, name, &kind, &[], &[]);
     if result.decision == SamplingDecision::RecordAndSample {
         RequestTrace::Sampled(parent)
@@ -325,7 +350,7 @@ static TRACER: std::sync::OnceLock<SdkTracer> = std::sync::OnceLock::new();
 fn tracer() -> &'static SdkTracer {
     TRACER.get_or_init(|| {
         SdkTracerProvider::builder()
-            .with_sampler(HonourDecision(Config::default().sampler))
+            .with_sampler(HonourDecision(configured_sampler()))
             .build()
             .tracer("instrumentation")
     })
@@ -440,9 +465,17 @@ where
     telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            std::process::ExitCode::FAILURE
-        }
+        // A configuration error found while starting (a listen address that
+        // cannot be bound) is reported as a bad flag is: its one line, status 2.
+        Err(error) => match error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<crate::cli::ConfigError>())
+        {
+            Some(config_error) => crate::cli::exit_with_config_error(&config_error.to_string()),
+            None => {
+                eprintln!("error: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

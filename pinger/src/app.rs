@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use instrumentation::client::{ClientResponse, InstrumentedClient};
 use instrumentation::metrics::{HttpClientMetrics, ProcessCollector, register_build_info};
+use instrumentation::redact::redact_url;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -96,6 +97,19 @@ fn sleep_until(deadline: Instant, stopping: &AtomicBool) -> bool {
 /// How soon the schedule thread notices a shutdown.
 const STOP_CHECK: Duration = Duration::from_millis(50);
 
+/// How much longer than the ping timeout shutdown waits for the pings in
+/// flight, so that each can report its own timeout.
+const IN_FLIGHT_MARGIN: Duration = Duration::from_millis(500);
+
+/// The longest a pinger configured with `config` takes from SIGTERM to exit:
+/// the schedule thread noticing, the pings in flight (each bounded by its
+/// timeout), then the last spans' export (bounded by its budget even when the
+/// collector never answers). It must fit the pod's
+/// `terminationGracePeriodSeconds` and compose's stop grace period.
+pub fn shutdown_bound(config: &Config) -> Duration {
+    STOP_CHECK + config.timeout + IN_FLIGHT_MARGIN + instrumentation::telemetry::SPAN_FLUSH_BUDGET
+}
+
 /// Logs failed pings at most once a second, with how many it left out, so
 /// that a target that is down does not flood the logs.
 #[derive(Debug)]
@@ -138,7 +152,7 @@ impl FailureLog {
             std::mem::take(&mut state.suppressed)
         };
         tracing::warn!(
-            target_url = %url,
+            target_url = %redact_url(url),
             code = %response.outcome.label(),
             error = response.error.as_ref().map(|error| tracing::field::display(error_chain(error))),
             trace_id = response.trace_id.map(tracing::field::display),
@@ -170,6 +184,7 @@ pub struct Pinger {
     rate: f64,
     timeout: Duration,
     max_in_flight: u32,
+    shutdown_bound: Duration,
     metrics: ScheduleMetrics,
     failures: Arc<FailureLog>,
 }
@@ -207,6 +222,7 @@ impl Pinger {
             rate: config.rate,
             timeout: config.timeout,
             max_in_flight: config.max_in_flight,
+            shutdown_bound: shutdown_bound(config),
             metrics,
             failures: Arc::new(FailureLog::new()),
         };
@@ -231,8 +247,9 @@ impl Pinger {
         let schedule = PingSchedule::new(Instant::now(), self.rate);
         tracing::info!(
             rate = self.rate,
-            targets = ?self.targets.iter().map(Url::as_str).collect::<Vec<_>>(),
+            targets = ?self.targets.iter().map(|url| redact_url(url).to_string()).collect::<Vec<_>>(),
             interval_us = schedule.interval().as_micros() as u64,
+            shutdown_bound_ms = self.shutdown_bound.as_millis() as u64,
             "pinging"
         );
         let (timeout, max_in_flight) = (self.timeout, self.max_in_flight);
@@ -266,7 +283,7 @@ impl Pinger {
         tracing::info!(pending, "stopped scheduling; waiting for pings in flight");
         let all = in_flight.acquire_many(max_in_flight);
         // A little beyond the timeout, so that every ping can report its own timeout.
-        match tokio::time::timeout(timeout + Duration::from_millis(500), all).await {
+        match tokio::time::timeout(timeout + IN_FLIGHT_MARGIN, all).await {
             Ok(_) => tracing::info!("all pings answered"),
             Err(_) => tracing::warn!("pings still in flight at shutdown were abandoned"),
         }

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> std::io::Result<()> {
     let signals = ShutdownSignals::listen()?;
     let (pinger, registry) = Pinger::new(&config).map_err(std::io::Error::other)?;
-    let listener = instrumentation::server::bind(config.listen).await?;
+    let listener = instrumentation::server::bind(config.listen)
+        .await
+        .map_err(|error| instrumentation::cli::listen_error("--listen", config.listen, error))?;
     let metrics_server = tokio::spawn(
         axum::serve(
             listener,

@@ -22,16 +22,74 @@ fn closed_port_url() -> String {
     format!("http://127.0.0.1:{port}/ping")
 }
 
+const RATE_FORM: &str = "pings per second from 0.01 to 100000";
+const TIMEOUT_FORM: &str = "a duration from 10ms to 1m";
+
 #[test]
 fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
     let cases: &[ConfigErrorCase] = &[
-        (&["--rate", "0"], &[], "--rate", "pings per second above 0"),
-        (&["--rate", "-5"], &[], "--rate", "pings per second above 0"),
+        (&["--rate", "0"], &[], "--rate", RATE_FORM),
+        (&["--rate", "-5"], &[], "--rate", RATE_FORM),
+        (&[], &[("PINGER_RATE", "fast")], "--rate", RATE_FORM),
+        // These once panicked (1e-300) or stopped the schedule thread (1e-19).
+        (&["--rate", "1e-300"], &[], "--rate", RATE_FORM),
+        (&["--rate", "1e-19"], &[], "--rate", RATE_FORM),
+        (&["--rate", "0.009"], &[], "--rate", RATE_FORM),
+        (&["--rate", "100001"], &[], "--rate", RATE_FORM),
+        (&["--rate", "1e309"], &[], "--rate", RATE_FORM),
+        (&["--rate", "NaN"], &[], "--rate", RATE_FORM),
+        (&["--rate", "inf"], &[], "--rate", RATE_FORM),
+        (&["--timeout", "0s"], &[], "--timeout", TIMEOUT_FORM),
+        (&["--timeout", "5ms"], &[], "--timeout", TIMEOUT_FORM),
+        (&["--timeout", "61s"], &[], "--timeout", TIMEOUT_FORM),
         (
+            &["--timeout", "99999999999h"],
             &[],
-            &[("PINGER_RATE", "fast")],
-            "--rate",
-            "pings per second above 0",
+            "--timeout",
+            TIMEOUT_FORM,
+        ),
+        (&["--target", "http:///ping"], &[], "--target", "no host"),
+        (
+            &["--target", "http://:8080/ping"],
+            &[],
+            "--target",
+            "no host",
+        ),
+        (
+            &["--target", "http://pon\nger:8080/ping"],
+            &[],
+            "--target",
+            "control character",
+        ),
+        (
+            &["--target", "https://ponger/ping"],
+            &[],
+            "--target",
+            "http:// URL",
+        ),
+        (
+            &["--target", "http://a:1/ping,"],
+            &[],
+            "--target",
+            "http:// URL",
+        ),
+        (
+            &["--target", "http://ponger:0/ping"],
+            &[],
+            "--target",
+            "port 0",
+        ),
+        (
+            &["--max-in-flight", "1000001"],
+            &[],
+            "--max-in-flight",
+            "1..=1000000",
+        ),
+        (
+            &["--max-in-flight", "-1"],
+            &[],
+            "--max-in-flight",
+            "1..=1000000",
         ),
         (
             &["--target", "ftp://ponger/ping"],
@@ -67,6 +125,14 @@ fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
         ),
     ];
     assert_config_errors("pinger", cases);
+    // The value is quoted on the same line, escaped.
+    let (_, line) = run_to_exit("pinger", &["--target", "http://pon\nger:8080/ping"], &[]);
+    assert!(line.contains("'http://pon\\nger:8080/ping'"), "{line}");
+    // A password in a rejected target is not printed either.
+    let (status, line) = run_to_exit("pinger", &["--target", "http://user:s3cret@/ping"], &[]);
+    assert_eq!(status.code(), Some(2), "{line}");
+    assert!(!line.contains("s3cret"), "{line}");
+    assert!(line.contains("REDACTED:REDACTED@"), "{line}");
     let (status, help) = run_to_exit("pinger", &["--help"], &[]);
     assert!(status.success());
     for flag in [
@@ -79,6 +145,29 @@ fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
         "--keep-alive",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+/// A busy address, or one that is not this machine's, ends the pinger as a
+/// bad flag does: status 2, one line naming --listen and the address.
+#[test]
+fn an_unusable_listen_address_exits_2_naming_the_flag_and_the_address() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let busy = busy.local_addr().expect("address").to_string();
+    for (address, why) in [
+        (busy.as_str(), "Address already in use"),
+        ("192.0.2.1:8081", "Cannot assign requested address"),
+    ] {
+        testkit::assert_config_error(
+            "pinger",
+            &["--listen", address],
+            &[],
+            "--listen",
+            "a free address and port of this machine",
+        );
+        let (_, line) = run_to_exit("pinger", &["--listen", address], &[]);
+        assert!(line.contains(&format!("'{address}'")), "{line}");
+        assert!(line.contains(why), "{line}");
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use instrumentation::cli::{parse_duration, parse_label_token, parse_listen_address};
+use instrumentation::cli::{duration_within, parse_label_token, parse_listen_address};
 
 use crate::profile::{LatencyMix, Profile, ProfileName, SuccessProbability};
 
@@ -29,7 +29,8 @@ pub struct Cli {
     )]
     pub profile: ProfileName,
 
-    /// Override the profile's latency mix: <percent>%<duration>,... summing to 100.
+    /// Override the profile's latency mix: <percent>%<duration>,... summing to
+    /// 100, each duration from 0ms to 1m, at most 100 entries.
     #[arg(
         long,
         env = "PONGER_LATENCY",
@@ -38,7 +39,7 @@ pub struct Cli {
     )]
     pub latency: Option<LatencyMix>,
 
-    /// Override the profile's success percent (0 to 100).
+    /// Override the profile's success percent: 0 to 100, optionally with one %.
     #[arg(
         long,
         env = "PONGER_SUCCESS_PERCENT",
@@ -54,11 +55,17 @@ pub struct Cli {
     pub version_label: Option<String>,
 
     /// After SIGTERM, how long /readyz answers 503 while pings are still served,
-    /// so that load balancers stop sending new ones. A second signal cuts it short.
+    /// so that load balancers stop sending new ones (0s to 1m). A second signal
+    /// cuts it short.
     #[arg(long, env = "PONGER_DRAIN_DELAY", allow_hyphen_values = true, default_value = "5s", value_name = "DURATION",
-          value_parser = parse_duration)]
+          value_parser = duration_within(DRAIN_DELAY_RANGE))]
     pub drain_delay: Duration,
 }
+
+/// Long enough for any load balancer to notice `/readyz`; at most a minute,
+/// since shutdown takes this long and must fit the pod's grace period.
+pub const DRAIN_DELAY_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=Duration::from_secs(60);
 
 /// Everything the server needs, overrides applied.
 #[derive(Clone, Debug)]

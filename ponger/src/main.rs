@@ -14,7 +14,9 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> std::io::Result<()> {
     let signals = ShutdownSignals::listen()?;
-    let listener = instrumentation::server::bind(config.listen).await?;
+    let listener = instrumentation::server::bind(config.listen)
+        .await
+        .map_err(|error| instrumentation::cli::listen_error("--listen", config.listen, error))?;
     tracing::info!(
         profile = config.profile.name.as_str(),
         latency = %config.profile.latency,

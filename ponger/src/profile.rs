@@ -8,8 +8,17 @@ use std::time::Duration;
 use instrumentation::telemetry::KeyValue;
 
 /// The accepted form of a latency mix, quoted in every parse error.
-pub const LATENCY_MIX_FORM: &str =
-    "<percent>%<duration>,... with percents summing to 100, such as 90%500ms,10%200ms";
+pub const LATENCY_MIX_FORM: &str = "<percent>%<duration>,... with percents summing to 100 and durations from 0ms to 1m, at most 100 entries, such as 90%500ms,10%200ms";
+
+/// The longest delay a latency mix may inject. A ping held longer than a
+/// minute is no latency a dashboard shows (clients and the pinger gave up long
+/// before), and shutdown waits for every ping in flight: it must fit the pod's
+/// grace period.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// The most entries a latency mix may have: the mix is a resource attribute
+/// of every span batch, and more entries than this are no longer a profile.
+pub const MAX_ENTRIES: usize = 100;
 
 /// One entry of a latency mix: wait `delay` with probability `percent` / 100.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,18 +53,22 @@ pub struct LatencyMix {
 pub enum LatencyMixError {
     #[error("empty latency mix; expected {LATENCY_MIX_FORM}")]
     Empty,
-    #[error("entry '{0}' has no '%'; expected {LATENCY_MIX_FORM}")]
+    #[error("entry {0:?} has no '%'; expected {LATENCY_MIX_FORM}")]
     MissingPercentSign(String),
     #[error(
-        "entry '{0}' has a percent that is not a number from 0 to 100; expected {LATENCY_MIX_FORM}"
+        "entry {0:?} has a percent that is not a number from 0 to 100; expected {LATENCY_MIX_FORM}"
     )]
     BadPercent(String),
     #[error(
-        "entry '{0}' has a duration that is not a non-negative duration with a unit (0ms, 200ms, 2s); expected {LATENCY_MIX_FORM}"
+        "entry {0:?} has a duration that is not one from 0ms to 1m with a unit (0ms, 200ms, 2s); expected {LATENCY_MIX_FORM}"
     )]
     BadDuration(String),
     #[error("percents sum to {0}, not 100; expected {LATENCY_MIX_FORM}")]
     BadSum(f64),
+    #[error("it contains a control character; expected {LATENCY_MIX_FORM}")]
+    ControlCharacter,
+    #[error("{0} entries, more than {MAX_ENTRIES}; expected {LATENCY_MIX_FORM}")]
+    TooManyEntries(usize),
 }
 
 impl LatencyMix {
@@ -93,6 +106,13 @@ impl FromStr for LatencyMix {
         if text.is_empty() {
             return Err(LatencyMixError::Empty);
         }
+        if text.chars().any(char::is_control) {
+            return Err(LatencyMixError::ControlCharacter);
+        }
+        let count = text.split(',').count();
+        if count > MAX_ENTRIES {
+            return Err(LatencyMixError::TooManyEntries(count));
+        }
         let entries = text
             .split(',')
             .map(|entry| {
@@ -107,7 +127,9 @@ impl FromStr for LatencyMix {
                     .filter(|percent: &f64| (0.0..=100.0).contains(percent))
                     .ok_or_else(|| LatencyMixError::BadPercent(entry.to_owned()))?;
                 let delay = humantime::parse_duration(delay.trim())
-                    .map_err(|_| LatencyMixError::BadDuration(entry.to_owned()))?;
+                    .ok()
+                    .filter(|delay| *delay <= MAX_DELAY)
+                    .ok_or_else(|| LatencyMixError::BadDuration(entry.to_owned()))?;
                 Ok(LatencyEntry { percent, delay })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -135,7 +157,8 @@ impl fmt::Display for LatencyMix {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SuccessProbability(f64);
 
-pub const SUCCESS_PERCENT_FORM: &str = "a number from 0 to 100, such as 95 or 99.5";
+pub const SUCCESS_PERCENT_FORM: &str =
+    "a number from 0 to 100, optionally followed by one %, such as 95, 99.5 or 95%";
 
 impl SuccessProbability {
     pub fn from_percent(percent: f64) -> Option<Self> {
@@ -162,8 +185,10 @@ impl FromStr for SuccessProbability {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.trim()
-            .trim_end_matches('%')
+        let text = text.trim();
+        text.strip_suffix('%')
+            .unwrap_or(text)
+            .trim()
             .parse()
             .ok()
             .and_then(Self::from_percent)
@@ -323,11 +348,23 @@ mod tests {
                 LatencyMixError::BadDuration("90%soon".into()),
             ),
             ("90%500ms,20%200ms", LatencyMixError::BadSum(110.0)),
+            (
+                "100%99999999999h",
+                LatencyMixError::BadDuration("100%99999999999h".into()),
+            ),
+            ("100%61s", LatencyMixError::BadDuration("100%61s".into())),
+            ("50%1s,50%1\ns", LatencyMixError::ControlCharacter),
+            ("nan%1s", LatencyMixError::BadPercent("nan%1s".into())),
+            ("inf%1s", LatencyMixError::BadPercent("inf%1s".into())),
             ("50%500ms", LatencyMixError::BadSum(50.0)),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<LatencyMix>(), Err(expected), "{text:?}");
         }
+        assert_eq!(
+            "1%1s,".repeat(101).parse::<LatencyMix>(),
+            Err(LatencyMixError::TooManyEntries(102))
+        );
         let message = "90%500ms,20%200ms"
             .parse::<LatencyMix>()
             .unwrap_err()
@@ -416,7 +453,11 @@ mod tests {
             "0".parse::<SuccessProbability>()
                 .is_ok_and(|p| !p.succeeds(0.0))
         );
-        for bad in ["-1", "100.5", "lots", ""] {
+        assert_eq!(
+            "95%".parse::<SuccessProbability>().map(|p| p.percent()),
+            Ok(95.0)
+        );
+        for bad in ["-1", "100.5", "lots", "", "50%%", "%", "NaN", "inf", "5 0"] {
             assert!(bad.parse::<SuccessProbability>().is_err(), "{bad}");
         }
     }
@@ -426,5 +467,89 @@ mod tests {
         assert_eq!("slow".parse(), Ok(ProfileName::Slow));
         let error = "fast".parse::<ProfileName>().unwrap_err();
         assert!(error.contains("initial, errors, slow, best"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Valid mixes: up to 8 entries whose percents, in hundredths, sum to
+    /// exactly 100, each delay from 0 to one minute to the nanosecond.
+    fn valid_mix() -> impl Strategy<Value = Vec<(u32, u64)>> {
+        prop::collection::vec((1u32..10_000, 0u64..=60_000_000_000), 1..8).prop_map(|entries| {
+            let total: u32 = entries.iter().map(|(weight, _)| weight).sum();
+            let mut left = 10_000u32;
+            let count = entries.len();
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(index, (weight, nanos))| {
+                    let share = if index + 1 == count {
+                        left
+                    } else {
+                        (weight * 10_000 / total).min(left)
+                    };
+                    left -= share;
+                    (share, nanos)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn no_text_panics_the_parsers(text in ".{0,64}") {
+            let _ = text.parse::<LatencyMix>();
+            let _ = text.parse::<SuccessProbability>();
+            let _ = text.parse::<ProfileName>();
+        }
+
+        #[test]
+        fn no_mix_shaped_text_panics_and_accepted_mixes_round_trip(
+            text in "([0-9.eE+-]{0,6}%[0-9a-z. ]{0,8},?){0,6}"
+        ) {
+            if let Ok(mix) = text.parse::<LatencyMix>() {
+                prop_assert_eq!(mix.to_string().parse::<LatencyMix>(), Ok(mix.clone()));
+                prop_assert!(mix.entries().iter().all(|entry| entry.delay <= MAX_DELAY));
+            }
+        }
+
+        #[test]
+        fn display_of_a_valid_mix_parses_back_to_it(entries in valid_mix()) {
+            let text = entries
+                .iter()
+                .map(|(hundredths, nanos)| {
+                    format!(
+                        "{}%{}",
+                        f64::from(*hundredths) / 100.0,
+                        humantime::format_duration(Duration::from_nanos(*nanos))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let mix: LatencyMix = text.parse().map_err(|error| {
+                TestCaseError::fail(format!("{text}: {error}"))
+            })?;
+            prop_assert_eq!(mix.entries().len(), entries.len());
+            prop_assert_eq!(mix.to_string().parse::<LatencyMix>(), Ok(mix.clone()));
+            // Every draw picks an entry that can be picked.
+            for draw in [0.0, 0.5, 0.999_999_999] {
+                prop_assert!(mix.choose(draw).1.percent > 0.0 || entries.len() == 1);
+            }
+        }
+
+        #[test]
+        fn success_percents_in_range_are_accepted_with_or_without_one_sign(
+            percent in 0.0f64..=100.0
+        ) {
+            let plain = percent.to_string().parse::<SuccessProbability>();
+            let signed = format!("{percent}%").parse::<SuccessProbability>();
+            prop_assert!(plain.is_ok());
+            prop_assert_eq!(plain, signed);
+            let doubled = format!("{percent}%%");
+            prop_assert!(doubled.parse::<SuccessProbability>().is_err());
+        }
     }
 }

@@ -65,8 +65,111 @@ fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
         ),
         (&["--version", "a b"], &[], "--version", "letters, digits"),
         (&["--colour", "red"], &[], "--colour", "unexpected argument"),
+        // Durations without a bound once kept the process past two SIGTERMs.
+        (&["--latency", "100%99999999999h"], &[], "--latency", form),
+        (&["--latency", "100%61s"], &[], "--latency", form),
+        (&["--latency", "nan%1s,100%1s"], &[], "--latency", form),
+        (
+            &["--drain-delay", "99999999999h"],
+            &[],
+            "--drain-delay",
+            "from 0s to 1m",
+        ),
+        (
+            &["--drain-delay", "61s"],
+            &[],
+            "--drain-delay",
+            "from 0s to 1m",
+        ),
+        (
+            &["--success-percent", "50%%"],
+            &[],
+            "--success-percent",
+            "optionally followed by one %",
+        ),
+        (
+            &["--success-percent", "NaN"],
+            &[],
+            "--success-percent",
+            "a number from 0 to 100",
+        ),
+        (
+            &["--success-percent", "inf"],
+            &[],
+            "--success-percent",
+            "a number from 0 to 100",
+        ),
+        (
+            &["--listen", "127.0.0.1:99999"],
+            &[],
+            "--listen",
+            "such as 0.0.0.0:8080",
+        ),
     ];
     assert_config_errors("ponger", cases);
+}
+
+/// A value with a newline in it is quoted escaped, so the one line still
+/// names the flag and the form after the value.
+#[test]
+fn control_characters_in_values_are_escaped_in_the_one_error_line() {
+    let form = "<percent>%<duration>,... with percents summing to 100";
+    let cases: &[ConfigErrorCase] = &[
+        (&["--latency", "50%1s,50%1\ns"], &[], "--latency", form),
+        (
+            &[],
+            &[("PONGER_LATENCY", "50%1s,\n50%1s")],
+            "--latency",
+            form,
+        ),
+        (
+            &["--profile", "slow\nforged"],
+            &[],
+            "--profile",
+            "initial, errors",
+        ),
+        (
+            &["--version", "v1\r\n"],
+            &[],
+            "--version",
+            "letters, digits",
+        ),
+        (
+            &["--drain-delay", "5s\u{1b}[31m"],
+            &[],
+            "--drain-delay",
+            "from 0s to 1m",
+        ),
+    ];
+    assert_config_errors("ponger", cases);
+    let (_, line) = run_to_exit("ponger", &["--profile", "slow\nforged"], &[]);
+    assert!(line.contains("slow\\nforged"), "{line}");
+    let (_, line) = run_to_exit("ponger", &["--drain-delay", "5s\u{1b}[31m"], &[]);
+    assert!(line.contains("5s\\u{1b}[31m"), "{line}");
+}
+
+/// A busy address, or one that is not this machine's, ends the ponger as a
+/// bad flag does: status 2, one line naming --listen and the address.
+#[test]
+fn an_unusable_listen_address_exits_2_naming_the_flag_and_the_address() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let busy = busy.local_addr().expect("address").to_string();
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    for (address, why) in [
+        (busy.as_str(), "Address already in use"),
+        ("192.0.2.1:8080", "Cannot assign requested address"),
+    ] {
+        testkit::assert_config_error(
+            "ponger",
+            &["--listen", address],
+            &[],
+            "--listen",
+            "a free address and port of this machine",
+        );
+        let (_, line) = run_to_exit("ponger", &["--listen", address], &[]);
+        assert!(line.contains(&format!("'{address}'")), "{line}");
+        assert!(line.contains(why), "{line}");
+    }
 }
 
 #[test]
