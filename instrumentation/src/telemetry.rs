@@ -18,7 +18,7 @@ use opentelemetry::trace::{
     Link, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
     TracerProvider as _,
 };
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
@@ -51,6 +51,11 @@ pub enum TelemetryError {
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
 }
 
+/// The longest a service waits at exit for its last spans to be exported
+/// (an unreachable collector would otherwise hold the exit): part of every
+/// shutdown's worst case, which must fit the pod's grace period.
+pub const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Flushes and stops span export when shut down.
 #[derive(Debug)]
 #[must_use = "call shutdown() before exit, or buffered spans are lost"]
@@ -65,10 +70,10 @@ impl Telemetry {
         self.exporting
     }
 
-    /// Exports every buffered span (bounded by the exporter's timeout) and stops.
+    /// Exports every buffered span (within [`SPAN_FLUSH_TIMEOUT`]) and stops.
     /// Call it outside the async runtime: the exporter uses a blocking client.
     pub fn shutdown(self) {
-        if let Err(error) = self.provider.shutdown_with_timeout(Duration::from_secs(10)) {
+        if let Err(error) = self.provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT) {
             tracing::warn!(%error, "flushing spans at shutdown failed");
         }
     }
@@ -394,18 +399,63 @@ pub fn child_span(name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>
     })
 }
 
-/// The trace context a request carries in its `traceparent` header.
+/// The trace context a request carries in its `traceparent` header, if the
+/// header follows the W3C specification to the letter (see
+/// [`crate::trace_context`]); otherwise, or without one, an empty context:
+/// the request starts a new trace. An invalid `tracestate` is dropped.
 pub fn extract_context(headers: &http::HeaderMap) -> Context {
-    // The propagator set up by `init` reads `traceparent` (and `tracestate`
-    // only beside it): without one there is nothing to extract, and most
-    // requests (probes, people with curl, load generators) bring none.
+    // Most requests (probes, people with curl, load generators) bring no
+    // `traceparent`: they cost no propagator call.
     const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-    if !headers.contains_key(TRACEPARENT) {
+    const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+    let mut traceparents = headers.get_all(TRACEPARENT).iter();
+    let (Some(traceparent), None) = (traceparents.next(), traceparents.next()) else {
+        // None, or several: which one would be the parent?
         return Context::new();
+    };
+    let Some(parent) = crate::trace_context::TraceParent::parse(traceparent.as_bytes()) else {
+        return Context::new();
+    };
+    // A list header may come in several lines, which join with commas.
+    let mut tracestate = String::new();
+    for (index, line) in headers.get_all(TRACESTATE).iter().enumerate() {
+        let Ok(line) = line.to_str() else {
+            tracestate.clear();
+            break;
+        };
+        if index > 0 {
+            tracestate.push(',');
+        }
+        tracestate.push_str(line);
     }
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(headers))
-    })
+    if !crate::trace_context::is_valid_tracestate(&tracestate) {
+        tracestate.clear();
+    }
+    let checked = CheckedTraceContext {
+        traceparent: parent.to_string(),
+        tracestate,
+    };
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&checked))
+}
+
+/// The trace context headers as checked, in the form the propagator reads.
+struct CheckedTraceContext {
+    traceparent: String,
+    tracestate: String,
+}
+
+impl opentelemetry::propagation::Extractor for CheckedTraceContext {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(&self.traceparent),
+            "tracestate" if !self.tracestate.is_empty() => Some(&self.tracestate),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
 }
 
 /// Writes `traceparent` for `context` into outgoing request headers.
