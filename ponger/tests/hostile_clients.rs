@@ -418,3 +418,26 @@ fn an_invalid_traceparent_starts_a_new_trace() {
         );
     }
 }
+
+#[test]
+fn pings_of_a_killed_pinger_are_counted_as_499() {
+    let server = Service::ponger(&["--latency", "100%5s", "--drain-delay", "0s"], &[]);
+    let pinger = Service::pinger(&server.url("/ping"), "20", &[], &[]);
+    let in_flight = wait_for("pings in flight", Duration::from_secs(10), || {
+        let page = scrape(&server.url("/metrics"), true);
+        let count = page.sum("http_requests_in_flight", &[("handler", "/ping")]);
+        (count >= 10.0).then_some(count)
+    });
+    // SIGKILL: its connections close with nothing answered.
+    drop(pinger);
+    let labels = [("handler", "/ping"), ("code", "499")];
+    let abandoned = wait_for("every ping to be counted", Duration::from_secs(5), || {
+        let page = scrape(&server.url("/metrics"), true);
+        let in_flight = page.sum("http_requests_in_flight", &[("handler", "/ping")]);
+        (in_flight == 0.0).then(|| page.sum("http_requests_total", &labels))
+    });
+    assert!(
+        abandoned >= in_flight,
+        "{in_flight} pings were in flight, {abandoned} counted as 499"
+    );
+}
