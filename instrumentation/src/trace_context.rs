@@ -17,6 +17,11 @@ const TRACEPARENT_LEN: usize = 55;
 /// The specification's limit on `tracestate` list members.
 pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 
+/// The longest `tracestate` kept. The specification asks that at least 512
+/// characters be propagated and lets longer ones be cut; this bound keeps a
+/// hostile header from being copied and parsed for every request.
+pub const MAX_TRACESTATE_LEN: usize = 8192;
+
 /// A valid `traceparent`: the caller's trace and span, and whether it sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
@@ -64,16 +69,26 @@ impl TraceParent {
     }
 }
 
-/// The version `00` form, which is what this service propagates.
+impl TraceParent {
+    /// The version `00` form, which is what this service propagates, written
+    /// without the formatting machinery (the pinger's every ping brings one).
+    pub fn to_header(&self) -> [u8; TRACEPARENT_LEN] {
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        // The slices have exactly twice the bytes' length: encoding cannot fail.
+        let _ = hex::encode_to_slice(self.trace_id.to_bytes(), &mut text[3..35]);
+        let _ = hex::encode_to_slice(self.parent_id.to_bytes(), &mut text[36..52]);
+        if self.sampled {
+            text[54] = b'1';
+        }
+        text
+    }
+}
+
+/// The version `00` form (see [`TraceParent::to_header`]).
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.parent_id,
-            u8::from(self.sampled)
-        )
+        // Hex digits and dashes only.
+        f.write_str(std::str::from_utf8(&self.to_header()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -97,8 +112,12 @@ fn hex_field<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
 /// (up to 256 characters, or `tenant@system` of up to 241 and 14) and a value
 /// of up to 256 printable ASCII characters, not ending in a space and without
 /// `,` or `=`; no key twice. Empty members (`a=1,,b=2`) are allowed and not
-/// counted. An invalid `tracestate` is dropped; the `traceparent` stands.
+/// counted. Longer than [`MAX_TRACESTATE_LEN`] counts as invalid. An
+/// invalid `tracestate` is dropped; the `traceparent` stands.
 pub fn is_valid_tracestate(value: &str) -> bool {
+    if value.len() > MAX_TRACESTATE_LEN {
+        return false;
+    }
     let mut keys: Vec<&str> = Vec::new();
     for member in value.split(',') {
         let member = member.trim_matches([' ', '\t']);
@@ -346,6 +365,11 @@ mod tests {
             ("k=a b".into(), true, "a space inside a value"),
             (many(32), true, "32 members"),
             (many(33), false, "33 members"),
+            (
+                format!("{}=v,k=", "a".repeat(200)) + &"v".repeat(8000),
+                false,
+                "longer than 8192 characters",
+            ),
             ("Rojo=1".into(), false, "upper-case key"),
             ("1rojo=1".into(), false, "key starting with a digit"),
             ("rojo".into(), false, "no ="),
