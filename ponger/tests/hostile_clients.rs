@@ -172,20 +172,37 @@ fn random_methods_keep_the_series_count_bounded() {
 }
 
 #[test]
-fn a_half_sent_request_is_disconnected_at_the_header_read_timeout() {
-    let server = Service::ponger(&[], &[]);
+fn half_sent_requests_and_idle_connections_are_closed_at_the_header_read_timeout() {
+    let server = Service::ponger(&["--latency", "100%0ms"], &[]);
     let started = Instant::now();
     let mut slow = half_sent_request(server.address());
-    let closed_after = wait_for(
+    // A keep-alive connection, idle after one ping: the timeout runs again
+    // from the end of each response.
+    let mut idle = RawConnection::open(server.address());
+    assert_eq!(idle.request("GET", "/ping"), 200);
+    let idle_since = Instant::now();
+    let mut idle = idle.reader.into_inner();
+    idle.set_nonblocking(true).expect("nonblocking");
+
+    let slow_closed_after = wait_for(
         "the half-sent request's connection to be closed",
         HEADER_READ_TIMEOUT + Duration::from_secs(5),
         || is_closed(&mut slow).then(|| started.elapsed()),
     );
-    assert!(
-        closed_after >= HEADER_READ_TIMEOUT - Duration::from_millis(500),
-        "closed after {closed_after:?}, before the header read timeout"
+    let idle_closed_after = wait_for(
+        "the idle connection to be closed",
+        Duration::from_secs(5),
+        || is_closed(&mut idle).then(|| idle_since.elapsed()),
     );
-    eprintln!("figure: a half-sent request was disconnected after {closed_after:.2?}");
+    for closed_after in [slow_closed_after, idle_closed_after] {
+        assert!(
+            closed_after >= HEADER_READ_TIMEOUT - Duration::from_millis(500),
+            "closed after {closed_after:?}, before the header read timeout"
+        );
+    }
+    eprintln!(
+        "figure: a half-sent request was disconnected after {slow_closed_after:.2?}, an idle keep-alive connection after {idle_closed_after:.2?}"
+    );
     // The server serves on.
     let response = http_client().get(server.url("/healthz")).send();
     assert!(response.is_ok_and(|response| response.status().is_success()));
