@@ -382,3 +382,70 @@ fn analysis_judges_the_canary_pods_alone_and_no_traffic_is_inconclusive() {
         }
     }
 }
+
+#[test]
+fn a_canary_slower_than_the_pingers_timeout_fails_the_analysis_rather_than_pausing_it() {
+    // Every ping outlasts the pinger's timeout: the pinger gives up on each,
+    // and the ponger records each as abandoned (499). Were abandoned pings
+    // not recorded, the canary would show no traffic at all: Inconclusive, a
+    // pause waiting for a person, rather than an abort.
+    let canary = Service::ponger(
+        &[
+            "--latency",
+            "100%2s",
+            "--success-percent",
+            "100",
+            "--drain-delay",
+            "0s",
+        ],
+        &[],
+    );
+    let pinger = Service::pinger(&canary.url("/ping"), "40", &["--timeout", "300ms"], &[]);
+    let canary_hash = "9a8b7c6d5";
+    let groups = vec![
+        discovered_pod(
+            &canary.address().to_string(),
+            "ponger-9a8b7c6d5-fffff",
+            "ponger",
+            "too-slow",
+            Some(canary_hash),
+            "http",
+        ),
+        discovered_pod(
+            &pinger.address().to_string(),
+            "pinger-6d5f8-ggggg",
+            "pinger",
+            "1",
+            None,
+            "metrics",
+        ),
+    ];
+    let prometheus = Prometheus::start_with_config(&k8s_config(groups));
+    let metrics = analysis_metrics(canary_hash);
+    let success_ratio = metrics
+        .iter()
+        .find(|metric| metric.name == "success-ratio")
+        .expect("success-ratio");
+    // The query answers once the window holds enough pings for a verdict.
+    let values = wait_for(
+        "the success ratio of the canary's abandoned pings",
+        Duration::from_secs(60),
+        || {
+            let values = prometheus.query_values(&success_ratio.query);
+            (!values.is_empty()).then_some(values)
+        },
+    );
+    let abandoned = prometheus.query_values(&format!(
+        r#"sum(http_requests_total{{rollouts_pod_template_hash="{canary_hash}",handler="/ping",code="499"}})"#
+    ));
+    assert!(
+        abandoned.first().is_some_and(|&count| count >= 50.0),
+        "abandoned pings counted: {abandoned:?}"
+    );
+    assert_eq!(values, vec![0.0], "success ratio");
+    assert_eq!(
+        measure(&success_ratio.success, &success_ratio.failure, &values),
+        Phase::Failed,
+        "a Failed measurement aborts the rollout (failureLimit 0)"
+    );
+}

@@ -6,8 +6,12 @@ use std::time::{Duration, Instant};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 
+use crate::http_method::{method_label, span_name_method};
 use crate::metrics::{ClientLabels, HttpClientMetrics, Outcome, TraceExemplar};
 use crate::telemetry::RequestTrace;
+
+/// The method of every request this client sends.
+const METHOD: http::Method = http::Method::GET;
 
 /// What became of one request.
 #[derive(Debug)]
@@ -58,9 +62,9 @@ impl InstrumentedClient {
                 let span = crate::telemetry::start_request_span(
                     &parent,
                     SpanKind::Client,
-                    format!("GET {}", self.target),
+                    format!("{} {}", span_name_method(&METHOD), self.target),
                     vec![
-                        KeyValue::new("http.request.method", "GET"),
+                        KeyValue::new("http.request.method", method_label(&METHOD)),
                         KeyValue::new("url.full", crate::redact::redact_url(url).to_string()),
                         KeyValue::new(
                             "server.address",
@@ -74,7 +78,7 @@ impl InstrumentedClient {
         let span_context = context.span().span_context().clone();
         let trace_id = span_context.is_valid().then(|| span_context.trace_id());
 
-        let mut request = self.client.get(url.clone());
+        let mut request = self.client.request(METHOD, url.clone());
         let mut headers = http::HeaderMap::new();
         crate::telemetry::inject_context(&context, &mut headers);
         request = request.headers(headers);
@@ -114,7 +118,7 @@ impl InstrumentedClient {
 
         let labels = ClientLabels {
             target: self.target.clone(),
-            method: Cow::Borrowed("GET"),
+            method: Cow::Borrowed(method_label(&METHOD)),
             code: outcome.label(),
         };
         self.metrics

@@ -4,10 +4,16 @@
 //!   histograms carrying trace exemplars, in-flight gauges, build info, process metrics).
 //! - [`exposition`]: the `/metrics` endpoint, negotiating OpenMetrics (with exemplars)
 //!   or the classic Prometheus text format (without).
+//! - [`http_method`]: the `method` label and span attributes as OpenTelemetry's HTTP
+//!   conventions bound them (`_OTHER`).
 //! - [`server`]: an axum layer that counts, times and traces each request.
+//! - [`serve`]: serving a router with a header read timeout, a connection cap and a
+//!   shutdown deadline.
 //! - [`client`]: a reqwest wrapper that counts, times and traces each outgoing request
 //!   and propagates W3C trace context.
 //! - [`telemetry`]: logging to stderr and OpenTelemetry tracing configured by `OTEL_*`.
+//! - [`trace_context`]: a strict check of the W3C `traceparent` and `tracestate`
+//!   headers, before the propagator reads them.
 //! - [`shutdown`]: SIGTERM/SIGINT handling with a second signal meaning "hurry".
 //! - [`cli`]: one-line configuration errors shared by both binaries.
 //! - [`otel_env`]: the `OTEL_BSP_*` and `OTEL_TRACES_SAMPLER*` variables, checked.
@@ -16,12 +22,15 @@
 pub mod cli;
 pub mod client;
 pub mod exposition;
+pub mod http_method;
 pub mod metrics;
 pub mod otel_env;
 pub mod redact;
+pub mod serve;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace_context;
 
 /// The source revision baked in at build time (`BUILD_REVISION`, which the
 /// Dockerfile passes from `docker buildx bake`'s `REVISION`), or `unknown`.

@@ -174,18 +174,6 @@ pub fn status_label(status: u16) -> Cow<'static, str> {
     }
 }
 
-/// Static strings for the methods we expect, so recording them allocates nothing.
-pub(crate) fn method_label(method: &http::Method) -> Cow<'static, str> {
-    match *method {
-        http::Method::GET => Cow::Borrowed("GET"),
-        http::Method::HEAD => Cow::Borrowed("HEAD"),
-        http::Method::POST => Cow::Borrowed("POST"),
-        http::Method::PUT => Cow::Borrowed("PUT"),
-        http::Method::DELETE => Cow::Borrowed("DELETE"),
-        ref other => Cow::Owned(other.as_str().to_owned()),
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServerLabels {
     /// The route template (`/ping`), never the raw path, so that the number of

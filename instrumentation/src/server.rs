@@ -18,9 +18,9 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt};
 use tower::{Layer, Service};
 
+use crate::http_method::{method_label, original_method, span_name_method};
 use crate::metrics::{
-    HttpServerMetrics, InFlight, ServerLabels, TraceExemplar, handler_label, method_label,
-    status_label,
+    HttpServerMetrics, InFlight, ServerLabels, TraceExemplar, handler_label, status_label,
 };
 use crate::telemetry::RequestTrace;
 
@@ -113,7 +113,7 @@ where
             Some(path) => handler_label(path.as_str()),
             None => Cow::Borrowed("unmatched"),
         };
-        let method = method_label(request.method());
+        let method = Cow::Borrowed(method_label(request.method()));
         let in_flight = instrumentation.metrics.start(handler.clone());
         // An unsampled request leaves no trace anywhere (no span, no exemplar,
         // no trace ID in its log lines), so its answer names none. Naming it
@@ -127,14 +127,19 @@ where
                     // Recorded nowhere: no exemplar, no trace headers.
                     RequestTrace::Unsampled(_) => (None, None, None),
                     RequestTrace::Sampled(parent) => {
+                        let mut attributes = vec![
+                            KeyValue::new("http.request.method", method.clone()),
+                            KeyValue::new("http.route", handler.clone()),
+                        ];
+                        if let Some(original) = original_method(request.method()) {
+                            attributes
+                                .push(KeyValue::new("http.request.method_original", original));
+                        }
                         let span = crate::telemetry::start_request_span(
                             &parent,
                             SpanKind::Server,
-                            span_name(&method, &handler),
-                            vec![
-                                KeyValue::new("http.request.method", method.clone()),
-                                KeyValue::new("http.route", handler.clone()),
-                            ],
+                            span_name(span_name_method(request.method()), &handler),
+                            attributes,
                         );
                         let span_context = span.span().span_context().clone();
                         (
@@ -164,6 +169,12 @@ where
     }
 }
 
+/// The status recorded for a request whose client went away before its
+/// response was ready (its timeout passed, it was killed): nginx's "client
+/// closed request". Without it such requests would be counted nowhere, and a
+/// version slower than its clients' timeout would show no traffic at all.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 pin_project_lite::pin_project! {
     /// The inner service's response future, polled with the request's span
     /// (if it has one) as the current OpenTelemetry context, followed by the
@@ -174,6 +185,23 @@ pin_project_lite::pin_project! {
         inner: F,
         span: Option<opentelemetry::Context>,
         finish: Option<Finish>,
+    }
+
+    impl<F> PinnedDrop for InstrumentedResponse<F> {
+        // Dropped before its response existed: the connection closed under it
+        // (hyper drops the handler when the client goes away).
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(finish) = this.finish.take() {
+                // Unwinding from a panic in the handler is the server's fault.
+                let status = if std::thread::panicking() {
+                    500
+                } else {
+                    CLIENT_CLOSED_REQUEST
+                };
+                finish.record_status(status, this.span.take());
+            }
+        }
     }
 }
 
@@ -208,13 +236,27 @@ struct Finish {
 }
 
 impl Finish {
-    fn record(self, mut response: Response, span: Option<opentelemetry::Context>) -> Response {
-        let status = response.status().as_u16();
+    fn record(mut self, mut response: Response, span: Option<opentelemetry::Context>) -> Response {
+        if let Some(ids) = self.trace_response.take() {
+            let headers = response.headers_mut();
+            if let Ok(value) = HeaderValue::from_bytes(ids.as_bytes()) {
+                headers.insert(TRACE_RESPONSE, value);
+            }
+            if let Ok(value) = HeaderValue::from_str(ids.trace_id()) {
+                headers.insert(TRACE_ID, value);
+            }
+        }
+        self.record_status(response.status().as_u16(), span);
+        response
+    }
+
+    /// Counts and times the request, ends its span and leaves the in-flight gauge.
+    fn record_status(self, status: u16, span: Option<opentelemetry::Context>) {
         if let Some(span) = span {
             crate::telemetry::end_request_span(
                 &span,
                 KeyValue::new("http.response.status_code", i64::from(status)),
-                status >= 500,
+                status >= 500 || status == CLIENT_CLOSED_REQUEST,
             );
         }
         let labels = ServerLabels {
@@ -226,17 +268,6 @@ impl Finish {
             .metrics
             .record(&labels, self.started.elapsed(), self.exemplar);
         drop(self.in_flight);
-
-        if let Some(ids) = self.trace_response {
-            let headers = response.headers_mut();
-            if let Ok(value) = HeaderValue::from_bytes(ids.as_bytes()) {
-                headers.insert(TRACE_RESPONSE, value);
-            }
-            if let Ok(value) = HeaderValue::from_str(ids.trace_id()) {
-                headers.insert(TRACE_ID, value);
-            }
-        }
-        response
     }
 }
 

@@ -18,7 +18,7 @@ use opentelemetry::trace::{
     Link, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
     TracerProvider as _,
 };
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
@@ -419,18 +419,75 @@ pub fn child_span(name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>
     })
 }
 
-/// The trace context a request carries in its `traceparent` header.
+/// The trace context a request carries in its `traceparent` header, if the
+/// header follows the W3C specification to the letter (see
+/// [`crate::trace_context`]); otherwise, or without one, an empty context:
+/// the request starts a new trace. An invalid `tracestate` is dropped.
 pub fn extract_context(headers: &http::HeaderMap) -> Context {
-    // The propagator set up by `init` reads `traceparent` (and `tracestate`
-    // only beside it): without one there is nothing to extract, and most
-    // requests (probes, people with curl, load generators) bring none.
+    // Most requests (probes, people with curl, load generators) bring no
+    // `traceparent`: they cost no propagator call.
     const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-    if !headers.contains_key(TRACEPARENT) {
+    const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+    let mut traceparents = headers.get_all(TRACEPARENT).iter();
+    let (Some(traceparent), None) = (traceparents.next(), traceparents.next()) else {
+        // None, or several: which one would be the parent?
         return Context::new();
+    };
+    let Some(parent) = crate::trace_context::TraceParent::parse(traceparent.as_bytes()) else {
+        return Context::new();
+    };
+    let checked = CheckedTraceContext {
+        traceparent: parent.to_header(),
+        tracestate: checked_tracestate(headers.get_all(TRACESTATE)),
+    };
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&checked))
+}
+
+/// The request's `tracestate` lines joined with commas (a list header may
+/// come in several), or nothing if it is too long or breaks the rules (see
+/// [`crate::trace_context::is_valid_tracestate`]).
+fn checked_tracestate(lines: http::header::GetAll<'_, http::HeaderValue>) -> String {
+    // Measured before anything is copied: a joined length, commas included.
+    let length = lines.iter().map(|line| line.len() + 1).sum::<usize>();
+    if length > crate::trace_context::MAX_TRACESTATE_LEN + 1 {
+        return String::new();
     }
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(headers))
-    })
+    let mut joined = String::with_capacity(length);
+    for line in lines.iter() {
+        let Ok(line) = line.to_str() else {
+            return String::new();
+        };
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(line);
+    }
+    if crate::trace_context::is_valid_tracestate(&joined) {
+        joined
+    } else {
+        String::new()
+    }
+}
+
+/// The trace context headers as checked, in the form the propagator reads.
+struct CheckedTraceContext {
+    traceparent: [u8; 55],
+    tracestate: String,
+}
+
+impl opentelemetry::propagation::Extractor for CheckedTraceContext {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            // Hex digits and dashes only.
+            "traceparent" => std::str::from_utf8(&self.traceparent).ok(),
+            "tracestate" if !self.tracestate.is_empty() => Some(&self.tracestate),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
 }
 
 /// Writes `traceparent` for `context` into outgoing request headers.
@@ -477,5 +534,68 @@ where
                 std::process::ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+
+    fn extract(headers: &[(&'static str, &str)]) -> SpanContext {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                *name,
+                http::HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        extract_context(&map).span().span_context().clone()
+    }
+
+    #[test]
+    fn a_valid_traceparent_is_the_parent_with_its_tracestate() {
+        let traceparent = format!("00-{TRACE}-{PARENT}-01");
+        let parent = extract(&[
+            ("traceparent", &traceparent),
+            ("tracestate", "rojo=1"),
+            ("tracestate", "congo=2"),
+        ]);
+        assert!(parent.is_valid() && parent.is_remote() && parent.is_sampled());
+        assert_eq!(parent.trace_id().to_string(), TRACE);
+        assert_eq!(parent.span_id().to_string(), PARENT);
+        // Both lines of the list header, in order.
+        assert_eq!(parent.trace_state().header(), "rojo=1,congo=2");
+    }
+
+    #[test]
+    fn an_invalid_tracestate_is_dropped_and_the_parent_kept() {
+        let traceparent = format!("00-{TRACE}-{PARENT}-01");
+        let huge = format!("k={}", "v".repeat(9000));
+        for tracestate in ["Rojo=1", "rojo=1,rojo=2", huge.as_str()] {
+            let parent = extract(&[("traceparent", &traceparent), ("tracestate", tracestate)]);
+            assert_eq!(parent.trace_id().to_string(), TRACE);
+            assert_eq!(parent.trace_state().header(), "", "{tracestate}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_or_repeated_traceparent_starts_a_new_trace() {
+        let valid = format!("00-{TRACE}-{PARENT}-01");
+        let other = format!("00-{}-{PARENT}-01", "1".repeat(32));
+        let upper = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
+        for headers in [
+            vec![
+                ("traceparent", valid.as_str()),
+                ("traceparent", other.as_str()),
+            ],
+            vec![("traceparent", upper.as_str())],
+            vec![("tracestate", "rojo=1")],
+        ] {
+            assert!(!extract(&headers).is_valid(), "{headers:?}");
+        }
     }
 }

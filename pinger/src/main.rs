@@ -1,6 +1,8 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use instrumentation::cli::parse_or_exit;
+use instrumentation::serve::ConnectionLimits;
 use instrumentation::shutdown::ShutdownSignals;
 use pinger::app::Pinger;
 use pinger::config::Config;
@@ -18,13 +20,15 @@ async fn run(config: Config) -> std::io::Result<()> {
     let listener = instrumentation::server::bind(config.listen)
         .await
         .map_err(|error| instrumentation::cli::listen_error("--listen", config.listen, error))?;
-    let metrics_server = tokio::spawn(
-        axum::serve(
-            listener,
-            instrumentation::exposition::operational_routes(registry),
-        )
-        .into_future(),
-    );
+    // The same bounds as the ponger's (header read timeout, connection cap);
+    // no shutdown of its own: it is stopped below.
+    let metrics_server = tokio::spawn(instrumentation::serve::serve(
+        listener,
+        instrumentation::exposition::operational_routes(registry),
+        ConnectionLimits::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    ));
     let stop = {
         let signals = signals.clone();
         async move { signals.requested().await }

@@ -1,0 +1,160 @@
+//! `instrumentation::serve` in-process, with limits small enough to reach:
+//! the connection cap, the header read timeout and the shutdown deadline.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use instrumentation::serve::{ConnectionLimits, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    header_read_timeout: Duration::from_millis(500),
+    max_connections: 3,
+};
+
+fn router() -> Router {
+    Router::new()
+        .route("/fast", get(|| async { "fast\n" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "slow\n"
+            }),
+        )
+        .route(
+            "/endless",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "never\n"
+            }),
+        )
+}
+
+/// Starts `serve` on a loopback port; the sender asks it to shut down.
+async fn start(
+    in_flight_grace: Duration,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        router(),
+        LIMITS,
+        async {
+            let _ = stopped.await;
+        },
+        in_flight_grace,
+    ));
+    (address, stop, server)
+}
+
+/// Sends `GET path` with `Connection: close` and reads the whole answer.
+async fn get_path(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    answer
+}
+
+async fn half_sent(address: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: ")
+        .await
+        .expect("write");
+    stream
+}
+
+/// Reads until the server closes `stream` (or 5 s pass): when that was.
+async fn closed_after(mut stream: TcpStream, since: Instant) -> Duration {
+    let mut buffer = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while stream.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+    })
+    .await;
+    since.elapsed()
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let (address, _stop, _server) = start(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..LIMITS.max_connections {
+        held.push(half_sent(address).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The kernel completes the handshake, but nothing reads the request
+    // until the header read timeout frees a place.
+    let answer = get_path(address, "/fast").await;
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited >= LIMITS.header_read_timeout - Duration::from_millis(50),
+        "answered after {waited:?}, while {} connections were held",
+        LIMITS.max_connections
+    );
+    for stream in held {
+        let closed = closed_after(stream, started).await;
+        assert!(closed < Duration::from_secs(2), "held for {closed:?}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_silent_and_half_sent_connections_at_once_and_finishes_requests_in_flight()
+{
+    let (address, stop, server) = start(Duration::from_secs(2)).await;
+    let silent = TcpStream::connect(address).await.expect("connect");
+    let slow = half_sent(address).await;
+    let in_flight = tokio::spawn(get_path(address, "/slow"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stopping = Instant::now();
+    stop.send(()).expect("server running");
+    assert!(closed_after(silent, stopping).await < Duration::from_millis(200));
+    assert!(closed_after(slow, stopping).await < Duration::from_millis(200));
+    let answer = in_flight.await.expect("request task");
+    assert!(answer.ends_with("slow\n"), "{answer}");
+    server.await.expect("server task").expect("serve");
+    assert!(stopping.elapsed() < Duration::from_secs(1));
+    // The listener is closed.
+    assert!(TcpStream::connect(address).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_ends_at_the_in_flight_grace_whatever_is_still_running() {
+    let grace = Duration::from_millis(300);
+    let (address, stop, server) = start(grace).await;
+    let endless = tokio::spawn(get_path(address, "/endless"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = Instant::now();
+    stop.send(()).expect("server running");
+    server.await.expect("server task").expect("serve");
+    let took = stopping.elapsed();
+    assert!(
+        took >= grace && took < grace + Duration::from_millis(500),
+        "shutdown took {took:?} with a grace of {grace:?}"
+    );
+    // The endless request's connection was closed without an answer.
+    let answer = tokio::time::timeout(Duration::from_secs(2), endless)
+        .await
+        .expect("connection closed")
+        .expect("request task");
+    assert!(answer.is_empty(), "{answer}");
+}
