@@ -140,6 +140,12 @@ fn control_characters_in_values_are_escaped_in_the_one_error_line() {
             "--drain-delay",
             "from 0s to 1m",
         ),
+        (
+            &["--col\nour", "red"],
+            &[],
+            "--col\\nour",
+            "unexpected argument",
+        ),
     ];
     assert_config_errors("ponger", cases);
     let (_, line) = run_to_exit("ponger", &["--profile", "slow\nforged"], &[]);
