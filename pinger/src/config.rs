@@ -101,6 +101,9 @@ pub const TARGET_FORM: &str =
 pub fn parse_target(value: &str) -> Result<Url, String> {
     let text = value.trim();
     let fail = |problem: &str| Err(format!("{problem}; expected {TARGET_FORM}"));
+    if text.is_empty() {
+        return fail("it is empty");
+    }
     if text
         .chars()
         .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\u{2028}' | '\u{2029}'))
@@ -174,6 +177,7 @@ mod tests {
             ("http://ponger:0/ping", "port 0"),
             ("http://ponger:99999/ping", "not a valid URL"),
             ("http://[::1/ping", "not a valid URL"),
+            ("", "empty"),
         ];
         for (bad, problem) in cases {
             let error = parse_target(bad).expect_err(bad);

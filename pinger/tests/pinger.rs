@@ -152,23 +152,7 @@ fn bad_configuration_exits_2_with_one_line_naming_the_flag_and_form() {
 /// bad flag does: status 2, one line naming --listen and the address.
 #[test]
 fn an_unusable_listen_address_exits_2_naming_the_flag_and_the_address() {
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let busy = busy.local_addr().expect("address").to_string();
-    for (address, why) in [
-        (busy.as_str(), "Address already in use"),
-        ("192.0.2.1:8081", "Cannot assign requested address"),
-    ] {
-        testkit::assert_config_error(
-            "pinger",
-            &["--listen", address],
-            &[],
-            "--listen",
-            "a free address and port of this machine",
-        );
-        let (_, line) = run_to_exit("pinger", &["--listen", address], &[]);
-        assert!(line.contains(&format!("'{address}'")), "{line}");
-        assert!(line.contains(why), "{line}");
-    }
+    testkit::assert_unusable_listen_addresses_rejected("pinger");
 }
 
 #[test]

@@ -140,6 +140,12 @@ fn control_characters_in_values_are_escaped_in_the_one_error_line() {
             "--drain-delay",
             "from 0s to 1m",
         ),
+        (
+            &["--col\nour", "red"],
+            &[],
+            "--col\\nour",
+            "unexpected argument",
+        ),
     ];
     assert_config_errors("ponger", cases);
     let (_, line) = run_to_exit("ponger", &["--profile", "slow\nforged"], &[]);
@@ -152,24 +158,7 @@ fn control_characters_in_values_are_escaped_in_the_one_error_line() {
 /// bad flag does: status 2, one line naming --listen and the address.
 #[test]
 fn an_unusable_listen_address_exits_2_naming_the_flag_and_the_address() {
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let busy = busy.local_addr().expect("address").to_string();
-    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
-    for (address, why) in [
-        (busy.as_str(), "Address already in use"),
-        ("192.0.2.1:8080", "Cannot assign requested address"),
-    ] {
-        testkit::assert_config_error(
-            "ponger",
-            &["--listen", address],
-            &[],
-            "--listen",
-            "a free address and port of this machine",
-        );
-        let (_, line) = run_to_exit("ponger", &["--listen", address], &[]);
-        assert!(line.contains(&format!("'{address}'")), "{line}");
-        assert!(line.contains(why), "{line}");
-    }
+    testkit::assert_unusable_listen_addresses_rejected("ponger");
 }
 
 #[test]

@@ -22,7 +22,8 @@ pub use fake_target::{Behaviour, FakeTarget};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use prometheus::Prometheus;
 pub use service::{
-    ConfigErrorCase, Service, assert_config_error, assert_config_errors, binary, run_to_exit,
+    ConfigErrorCase, Service, assert_config_error, assert_config_errors,
+    assert_unusable_listen_addresses_rejected, binary, run_to_exit,
 };
 
 use std::time::{Duration, Instant};

@@ -230,3 +230,26 @@ pub fn assert_config_errors(name: &str, cases: &[ConfigErrorCase<'_>]) {
         assert_config_error(name, args, envs, flag, accepted_form);
     }
 }
+
+/// Asserts that `name --listen <address>` ends as a bad flag does (status 2,
+/// one line naming `--listen`, the address and why) for an address in use and
+/// for one that is not this machine's (192.0.2.1, TEST-NET-1 of RFC 5737).
+pub fn assert_unusable_listen_addresses_rejected(name: &str) {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let busy = busy.local_addr().expect("address").to_string();
+    for (address, why) in [
+        (busy.as_str(), "Address already in use"),
+        ("192.0.2.1:8080", "Cannot assign requested address"),
+    ] {
+        assert_config_error(
+            name,
+            &["--listen", address],
+            &[],
+            "--listen",
+            "a free address and port of this machine",
+        );
+        let (_, line) = run_to_exit(name, &["--listen", address], &[]);
+        assert!(line.contains(&format!("'{address}'")), "{line}");
+        assert!(line.contains(why), "{line}");
+    }
+}
