@@ -7,15 +7,93 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::analysis::{Measurement, Phase, Run};
-use crate::lb::Totals;
-use crate::plan::Plan;
+use crate::lb::{PingSecond, Totals};
+use crate::plan::{MetricSpec, Plan};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricOutcome {
     pub name: String,
     pub phase: Phase,
     pub dry_run: bool,
+    pub settings: MetricSettings,
     pub measurements: Vec<Measurement>,
+}
+
+/// The AnalysisTemplate's settings of one metric, as the manifests give them
+/// (not scaled).
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricSettings {
+    pub success_condition: Option<String>,
+    pub failure_condition: Option<String>,
+    /// The numbers the conditions compare the result with.
+    pub thresholds: Vec<f64>,
+    pub initial_delay_seconds: Option<f64>,
+    pub interval_seconds: Option<f64>,
+    pub count: Option<i64>,
+    pub failure_limit: i64,
+    pub inconclusive_limit: i64,
+    pub consecutive_error_limit: i64,
+    pub query: String,
+}
+
+impl MetricSettings {
+    fn from_spec(spec: &MetricSpec) -> Self {
+        let mut thresholds: Vec<f64> = Vec::new();
+        for condition in spec.success.iter().chain(spec.failure.iter()) {
+            for value in condition.thresholds() {
+                if !thresholds.contains(&value) {
+                    thresholds.push(value);
+                }
+            }
+        }
+        Self {
+            success_condition: spec.success.as_ref().map(|c| c.source().to_owned()),
+            failure_condition: spec.failure.as_ref().map(|c| c.source().to_owned()),
+            thresholds,
+            initial_delay_seconds: spec.initial_delay.map(|d| d.as_secs_f64()),
+            interval_seconds: spec.interval.map(|d| d.as_secs_f64()),
+            count: spec.count,
+            failure_limit: spec.failure_limit,
+            inconclusive_limit: spec.inconclusive_limit,
+            consecutive_error_limit: spec.consecutive_error_limit,
+            query: spec.query.trim().to_owned(),
+        }
+    }
+}
+
+/// Why the canary weight changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum WeightCause {
+    SetWeight,
+    Abort,
+    Promote,
+}
+
+/// The canary weight once the replicas for it were in place.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WeightChange {
+    /// Seconds since the rollout started.
+    pub at_seconds: f64,
+    /// 1-based step index.
+    pub step: usize,
+    pub weight: u32,
+    pub cause: WeightCause,
+}
+
+/// Pings that ended in the second starting `from_seconds` after the rollout
+/// started (negative: stable traffic before it), as the Service counted them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PingsInSecond {
+    pub from_seconds: f64,
+    #[serde(flatten)]
+    pub counts: PingSecond,
+}
+
+/// What the rehearsal recorded over time, for the chart.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timeline {
+    pub weight_changes: Vec<WeightChange>,
+    pub pings_per_second: Vec<PingsInSecond>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -48,6 +126,7 @@ impl AnalysisOutcome {
                 name: metric.spec.name.clone(),
                 phase: metric.phase,
                 dry_run: metric.spec.dry_run,
+                settings: MetricSettings::from_spec(&metric.spec),
                 measurements: metric.measurements.clone(),
             })
             .collect();
@@ -76,6 +155,11 @@ pub struct Report {
     pub stable_hash: String,
     pub canary_hash: String,
     pub time_scale: f64,
+    /// The manifests' settings that drove the rehearsal.
+    pub replicas: u32,
+    pub steps: Vec<String>,
+    /// Pings per second at the manifests' timing (the pinger ran at this x time scale).
+    pub pinger_rate: f64,
     /// Promoted, Aborted or Paused (an Inconclusive analysis).
     pub verdict: String,
     pub reason: String,
@@ -106,6 +190,7 @@ pub struct Report {
     pub user_pings_without_answer: u64,
     pub connections_without_endpoint: u64,
     pub analyses: Vec<AnalysisOutcome>,
+    pub timeline: Timeline,
 }
 
 impl Report {
@@ -125,6 +210,7 @@ impl Report {
         user_pings_by_code: BTreeMap<String, u64>,
         connections_without_endpoint: u64,
         analyses: Vec<AnalysisOutcome>,
+        timeline: Timeline,
     ) -> Self {
         let stable_failure_ratio = if stable.pings > 0 {
             stable.failed as f64 / stable.pings as f64
@@ -144,6 +230,9 @@ impl Report {
             stable_hash: plan.stable_hash.clone(),
             canary_hash: plan.canary_hash.clone(),
             time_scale,
+            replicas: plan.replicas,
+            steps: plan.steps.iter().map(crate::plan::Step::describe).collect(),
+            pinger_rate: plan.pinger.rate,
             verdict: verdict.to_owned(),
             reason,
             time_to_verdict_seconds: round(time_to_verdict.as_secs_f64()),
@@ -167,6 +256,7 @@ impl Report {
             user_pings_without_answer,
             connections_without_endpoint,
             analyses,
+            timeline,
         }
     }
 
