@@ -572,7 +572,10 @@ mod tests {
             thresholds("len(result) == 1 && !isNaN(result[0]) && result[0] >= 0.80"),
             vec![0.8]
         );
-        assert_eq!(thresholds("result[0] < 1 || 0.5 > result[1]"), vec![1.0, 0.5]);
+        assert_eq!(
+            thresholds("result[0] < 1 || 0.5 > result[1]"),
+            vec![1.0, 0.5]
+        );
         assert_eq!(thresholds("result > -2 && result < -2"), vec![-2.0]);
         assert!(thresholds("isNaN(result[0])").is_empty());
     }

@@ -124,9 +124,11 @@ impl PingTimeline {
         self.second(at).no_endpoint += 1;
     }
 
-    /// Second `i` of the result covers `[i, i + 1)` seconds after the origin.
-    pub fn seconds(&self) -> &[PingSecond] {
-        &self.seconds
+    /// The seconds that had ended by `now`; second `i` of the result covers
+    /// `[i, i + 1)` seconds after the origin.
+    pub fn complete_seconds(&self, now: std::time::Instant) -> &[PingSecond] {
+        let ended = now.saturating_duration_since(self.origin).as_secs() as usize;
+        &self.seconds[..ended.min(self.seconds.len())]
     }
 }
 
@@ -376,9 +378,19 @@ mod tests {
         let mut timeline = PingTimeline::new(origin);
         timeline.record(origin + Duration::from_millis(200), false, Outcome::Ok);
         timeline.record(origin + Duration::from_millis(999), true, Outcome::Failed);
-        timeline.record(origin + Duration::from_millis(2500), true, Outcome::NoAnswer);
+        timeline.record(
+            origin + Duration::from_millis(2500),
+            true,
+            Outcome::NoAnswer,
+        );
         timeline.record_no_endpoint(origin + Duration::from_millis(2100));
-        let seconds = timeline.seconds();
+        assert_eq!(
+            timeline
+                .complete_seconds(origin + Duration::from_millis(2900))
+                .len(),
+            2
+        );
+        let seconds = timeline.complete_seconds(origin + Duration::from_secs(60));
         assert_eq!(seconds.len(), 3);
         assert_eq!(seconds[0].stable.ok, 1);
         assert_eq!(seconds[0].canary.failed, 1);

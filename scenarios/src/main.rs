@@ -140,9 +140,13 @@ fn main() -> ExitCode {
             println!();
             print!("{}", report.table());
             match report.write(&report_dir) {
-                Ok((json, markdown)) => {
-                    println!("report: {} and {}", json.display(), markdown.display())
-                }
+                Ok(written) => println!(
+                    "report: {}, {}, chart {}, page {}",
+                    written.json.display(),
+                    written.markdown.display(),
+                    written.chart.display(),
+                    written.html.display()
+                ),
                 Err(error) => {
                     eprintln!("error: {error}");
                     return ExitCode::from(1);

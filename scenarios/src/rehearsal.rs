@@ -17,9 +17,7 @@ use crate::manifests;
 use crate::plan::{AnalysisSpec, Plan, Step, go_duration};
 use crate::procs::{self, Proc};
 use crate::prom::{self, PodTarget, Prometheus};
-use crate::report::{
-    AnalysisOutcome, PingsInSecond, Report, Timeline, WeightCause, WeightChange,
-};
+use crate::report::{AnalysisOutcome, PingsInSecond, Report, Timeline, WeightCause, WeightChange};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -544,8 +542,8 @@ impl World {
         ))
     }
 
-    /// The weight changes and the Service's per-second ping counts, on the
-    /// rollout's time axis.
+    /// The weight changes and the Service's per-second ping counts (seconds
+    /// that have ended), on the rollout's time axis.
     fn timeline(&self, rollout_start: Instant) -> Timeline {
         let pings_per_second = self
             .lb
@@ -555,7 +553,7 @@ impl World {
                     .saturating_duration_since(pings.origin())
                     .as_secs_f64();
                 pings
-                    .seconds()
+                    .complete_seconds(Instant::now())
                     .iter()
                     .enumerate()
                     .map(|(index, counts)| PingsInSecond {
@@ -651,18 +649,17 @@ impl World {
                     )
                 };
                 let prometheus = self.prometheus.as_ref().expect("started");
-                let (phase, value, first_value, message) =
-                    match prometheus.query(&query, spec.timeout).await {
-                        Ok((input, text)) => {
-                            let (phase, message) = evaluate_result(
-                                spec.success.as_ref(),
-                                spec.failure.as_ref(),
-                                &input,
-                            );
-                            (phase, text, input.first_finite(), message)
-                        }
-                        Err(error) => (Phase::Error, String::new(), None, error),
-                    };
+                let (phase, value, first_value, message) = match prometheus
+                    .query(&query, spec.timeout)
+                    .await
+                {
+                    Ok((input, text)) => {
+                        let (phase, message) =
+                            evaluate_result(spec.success.as_ref(), spec.failure.as_ref(), &input);
+                        (phase, text, input.first_finite(), message)
+                    }
+                    Err(error) => (Phase::Error, String::new(), None, error),
+                };
                 let at = self
                     .rollout_start
                     .map(|start| start.elapsed())

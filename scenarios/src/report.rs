@@ -89,7 +89,8 @@ pub struct PingsInSecond {
     pub counts: PingSecond,
 }
 
-/// What the rehearsal recorded over time, for the chart.
+/// What the rehearsal recorded over time, for the chart. The per-second
+/// pings cover whole seconds only, up to the moment the totals were read.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Timeline {
     pub weight_changes: Vec<WeightChange>,
@@ -260,7 +261,8 @@ impl Report {
         }
     }
 
-    fn rows(&self) -> Vec<(String, String)> {
+    /// The summary: (what, value) pairs.
+    pub fn rows(&self) -> Vec<(String, String)> {
         let mut rows = vec![
             (
                 "rollout".to_owned(),
@@ -369,44 +371,76 @@ impl Report {
             out.push_str(&format!("| {key} | {} |\n", value.replace('|', "\\|")));
         }
         out.push_str("\n## Measurements\n\n| analysis | metric | s into rollout | step | weight | value | phase |\n|---|---|---|---|---|---|---|\n");
-        for analysis in &self.analyses {
-            for metric in &analysis.metrics {
-                for measurement in &metric.measurements {
-                    out.push_str(&format!(
-                        "| {} | {} | {:.1} | {} | {}% | {} | {:?} |\n",
-                        analysis.role,
-                        metric.name,
-                        measurement.at_seconds,
-                        measurement.step,
-                        measurement.weight,
-                        if measurement.value.is_empty() {
-                            measurement.message.replace('|', "\\|")
-                        } else {
-                            measurement.value.clone()
-                        },
-                        measurement.phase
-                    ));
-                }
-            }
+        for row in self.measurement_rows() {
+            let cells: Vec<String> = row.iter().map(|cell| cell.replace('|', "\\|")).collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         out
     }
 
-    /// Writes `<stem>.json` and `<stem>.md` in `dir`; returns their paths.
-    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    /// Every measurement: analysis, metric, seconds into the rollout, step,
+    /// weight, value (or why there is none), phase.
+    pub fn measurement_rows(&self) -> Vec<[String; 7]> {
+        let mut rows = Vec::new();
+        for analysis in &self.analyses {
+            for metric in &analysis.metrics {
+                for measurement in &metric.measurements {
+                    rows.push([
+                        analysis.role.clone(),
+                        metric.name.clone(),
+                        format!("{:.1}", measurement.at_seconds),
+                        measurement.step.to_string(),
+                        format!("{}%", measurement.weight),
+                        if measurement.value.is_empty() {
+                            measurement.message.clone()
+                        } else {
+                            measurement.value.clone()
+                        },
+                        format!("{:?}", measurement.phase),
+                    ]);
+                }
+            }
+        }
+        rows
+    }
+
+    /// Writes `<stem>.json`, `.md`, `.svg` (the timeline chart) and `.html`
+    /// (the page with the chart inline) in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<Written, String> {
         std::fs::create_dir_all(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-        let stem = format!("rehearsal-{}", self.canary_version);
-        let json = dir.join(format!("{stem}.json"));
-        let markdown = dir.join(format!("{stem}.md"));
-        std::fs::write(
-            &json,
-            serde_json::to_string_pretty(self).unwrap_or_default(),
-        )
-        .and_then(|()| std::fs::write(&markdown, self.markdown()))
-        .map_err(|error| format!("cannot write the report in {}: {error}", dir.display()))?;
-        Ok((json, markdown))
+        let path =
+            |extension: &str| dir.join(format!("rehearsal-{}.{extension}", self.canary_version));
+        let written = Written {
+            json: path("json"),
+            markdown: path("md"),
+            chart: path("svg"),
+            html: path("html"),
+        };
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|error| format!("cannot encode the report: {error}"))?;
+        let svg = crate::chart::svg(&crate::chart::ChartModel::from_report(self))?;
+        let html = crate::html::page(self, &svg);
+        for (path, text) in [
+            (&written.json, json.as_str()),
+            (&written.markdown, self.markdown().as_str()),
+            (&written.chart, svg.as_str()),
+            (&written.html, html.as_str()),
+        ] {
+            std::fs::write(path, text)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        }
+        Ok(written)
     }
+}
+
+/// The files a report was written to.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub chart: PathBuf,
+    pub html: PathBuf,
 }
 
 fn round(value: f64) -> f64 {
