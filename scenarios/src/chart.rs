@@ -184,7 +184,7 @@ fn marks(report: &Report) -> Vec<Mark> {
         })
         .map(|(change, kind, what)| Mark {
             at: change.at_seconds,
-            label: format!("{what} ({}%)", change.weight),
+            label: format!("{what}: weight {}%", change.weight),
             kind,
         })
         .collect();
@@ -193,7 +193,7 @@ fn marks(report: &Report) -> Vec<Mark> {
             marks.push(Mark {
                 at,
                 label: format!(
-                    "{}: {:?} at {}%",
+                    "verdict {}: {:?} at {}%",
                     analysis.role,
                     analysis.phase,
                     analysis.weight_at_verdict.unwrap_or(0)
@@ -351,6 +351,8 @@ fn panel<'a, 'b>(
         .configure_mesh()
         .x_desc("seconds since the rollout started")
         .y_desc(y_desc)
+        .x_label_formatter(&|x| format_value(*x))
+        .y_label_formatter(&|y| format_value(*y))
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 12))
         .max_light_lines(0)
@@ -740,9 +742,9 @@ mod tests {
             "analysis compare: blended-success-ratio (metric Failed)",
             "threshold 0.8",
             "0.67",
-            "abort (0%)",
-            "ours: Failed at 20%",
-            "compare: Failed at 80%",
+            "abort: weight 0%",
+            "verdict ours: Failed at 20%",
+            "verdict compare: Failed at 80%",
             "no answer",
             "canary",
             "Error, no value",
