@@ -294,6 +294,22 @@ impl Balancer {
 }
 
 impl Endpoint {
+    /// Counts a proxied ping by the status its replica answered (None: no answer).
+    fn answered(&self, status: Option<u16>) {
+        let outcome = match status {
+            Some(code) if (200..300).contains(&code) => Outcome::Ok,
+            Some(_) => Outcome::Failed,
+            None => Outcome::NoAnswer,
+        };
+        let counter = match outcome {
+            Outcome::Ok => &self.stats.ok,
+            Outcome::Failed => &self.stats.failed_status,
+            Outcome::NoAnswer => &self.stats.no_response,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.record(outcome);
+    }
+
     fn record(&self, outcome: Outcome) {
         if let Ok(mut timeline) = self.timeline.lock() {
             timeline.record(std::time::Instant::now(), self.canary, outcome);
@@ -325,7 +341,6 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
         let _ = tokio::io::copy(&mut client_read, &mut backend_write).await;
         let _ = backend_write.shutdown().await;
     };
-    let stats = endpoint.stats.clone();
     let ended = endpoint.clone();
     let downstream = async move {
         let mut buffer = vec![0u8; 8192];
@@ -340,7 +355,7 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
                 head.extend_from_slice(&buffer[..read.min(12 - head.len())]);
                 if head.len() >= 12 {
                     if accepted.elapsed() > Duration::from_secs(1) {
-                        stats.slow.fetch_add(1, Ordering::Relaxed);
+                        ended.stats.slow.fetch_add(1, Ordering::Relaxed);
                     }
                     status = std::str::from_utf8(&head[9..12])
                         .ok()
@@ -353,17 +368,7 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
             }
         }
         let _ = client_write.shutdown().await;
-        let outcome = match status {
-            Some(code) if (200..300).contains(&code) => Outcome::Ok,
-            Some(_) => Outcome::Failed,
-            None => Outcome::NoAnswer,
-        };
-        match outcome {
-            Outcome::Ok => stats.ok.fetch_add(1, Ordering::Relaxed),
-            Outcome::Failed => stats.failed_status.fetch_add(1, Ordering::Relaxed),
-            Outcome::NoAnswer => stats.no_response.fetch_add(1, Ordering::Relaxed),
-        };
-        ended.record(outcome);
+        ended.answered(status);
     };
     tokio::join!(upstream, downstream);
 }
