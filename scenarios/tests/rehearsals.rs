@@ -211,7 +211,21 @@ fn the_html_report_renders_the_chart(page: &std::path::Path) {
             "the page must be self-contained: {fetches}"
         );
     }
-    assert!(html.contains("<svg") && html.contains("blended-success-ratio"));
+    // The chart, the verdicts, the measurements and the settings behind them.
+    for part in [
+        "<svg",
+        "<h2>Verdicts</h2>",
+        "<h2>Measurements</h2>",
+        "blended-success-ratio",
+        "result[0] &gt;= 0.80",
+        "setWeight 20",
+    ] {
+        assert!(
+            html.contains(part),
+            "{part} missing from {}",
+            page.display()
+        );
+    }
     let screenshot =
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rehearsal-errors-compare.png");
     let opened = headless::open(page, (1200, 1500), &screenshot);
