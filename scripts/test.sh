@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test and check, as CI does. Installs missing test dependencies
-# first (Prometheus from Debian, validators from PyPI).
+# first (Prometheus and Chromium from Debian, validators from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

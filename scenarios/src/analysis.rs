@@ -113,6 +113,9 @@ pub struct Measurement {
     pub step: usize,
     pub weight: u32,
     pub value: String,
+    /// `result[0]` (or the scalar) as a number, the point a chart draws;
+    /// None for an error, an empty result, NaN or infinity.
+    pub first_value: Option<f64>,
     pub phase: Phase,
     pub message: String,
 }
@@ -381,6 +384,7 @@ mod tests {
             step: 0,
             weight: 20,
             value: String::new(),
+            first_value: None,
             phase,
             message: String::new(),
         }

@@ -30,6 +30,17 @@ pub enum Input {
     Scalar(f64),
 }
 
+impl Input {
+    /// `result[0]` of a vector, or the scalar, when it is a finite number.
+    pub fn first_finite(&self) -> Option<f64> {
+        let value = match self {
+            Input::Vector(values) => values.first().copied()?,
+            Input::Scalar(value) => *value,
+        };
+        value.is_finite().then_some(value)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Value {
     Number(f64),
@@ -89,6 +100,52 @@ pub struct Condition {
     root: Node,
 }
 
+fn collect_thresholds(node: &Node, found: &mut Vec<f64>) {
+    match node {
+        Node::Binary(op, left, right) => {
+            let comparison = matches!(
+                op,
+                BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+            );
+            let pair = (number(left), number(right));
+            match pair {
+                (None, Some(value)) if comparison && is_result(left) => push_new(found, value),
+                (Some(value), None) if comparison && is_result(right) => push_new(found, value),
+                _ => {
+                    collect_thresholds(left, found);
+                    collect_thresholds(right, found);
+                }
+            }
+        }
+        Node::Not(inner) | Node::Neg(inner) | Node::Call(_, inner) => {
+            collect_thresholds(inner, found);
+        }
+        _ => {}
+    }
+}
+
+fn is_result(node: &Node) -> bool {
+    match node {
+        Node::Result => true,
+        Node::Index(list, _) => matches!(**list, Node::Result),
+        _ => false,
+    }
+}
+
+fn number(node: &Node) -> Option<f64> {
+    match node {
+        Node::Number(value) => Some(*value),
+        Node::Neg(inner) => number(inner).map(|value| -value),
+        _ => None,
+    }
+}
+
+fn push_new(found: &mut Vec<f64>, value: f64) {
+    if !found.contains(&value) {
+        found.push(value);
+    }
+}
+
 /// Why a condition cannot be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError(pub String);
@@ -124,6 +181,14 @@ impl Condition {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The numbers the measurement is compared with (`result[0] >= 0.8`
+    /// gives 0.8): the thresholds a chart draws beside the measurements.
+    pub fn thresholds(&self) -> Vec<f64> {
+        let mut found = Vec::new();
+        collect_thresholds(&self.root, &mut found);
+        found
     }
 
     /// Evaluates the condition; an error is an Error measurement.
@@ -498,6 +563,21 @@ mod tests {
 
     fn check(source: &str, input: Input) -> Result<bool, String> {
         Condition::parse(source).expect("parses").evaluate(&input)
+    }
+
+    #[test]
+    fn thresholds_are_the_numbers_the_result_is_compared_with() {
+        let thresholds = |source: &str| Condition::parse(source).expect("parses").thresholds();
+        assert_eq!(
+            thresholds("len(result) == 1 && !isNaN(result[0]) && result[0] >= 0.80"),
+            vec![0.8]
+        );
+        assert_eq!(
+            thresholds("result[0] < 1 || 0.5 > result[1]"),
+            vec![1.0, 0.5]
+        );
+        assert_eq!(thresholds("result > -2 && result < -2"), vec![-2.0]);
+        assert!(thresholds("isNaN(result[0])").is_empty());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! A replica is removed from the endpoints before it is sent SIGTERM;
 //! connections already made to it are proxied to the end, so its pings in
 //! flight are answered. The balancer also reads the status line of every
-//! response, which tells which pings each replica served and how they ended.
+//! response, which tells which pings each replica served and how they ended,
+//! and counts them per second of the rehearsal, by version and outcome (the
+//! timeline the chart draws).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,7 +36,100 @@ pub struct PodStats {
 struct Endpoint {
     pod: String,
     address: SocketAddr,
+    canary: bool,
     stats: Arc<PodStats>,
+    timeline: Arc<Mutex<PingTimeline>>,
+}
+
+/// How a ping through the Service ended, as its user saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx answer.
+    Ok,
+    /// Any other status.
+    Failed,
+    /// No answer: the connection to the replica failed or closed without a status.
+    NoAnswer,
+}
+
+/// Pings of one version that ended within one second, by outcome.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub ok: u64,
+    pub failed: u64,
+    pub no_answer: u64,
+}
+
+impl OutcomeCounts {
+    pub fn total(&self) -> u64 {
+        self.ok + self.failed + self.no_answer
+    }
+
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::NoAnswer => self.no_answer += 1,
+        }
+    }
+}
+
+/// The pings that ended in one second, counted when each ended.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct PingSecond {
+    pub stable: OutcomeCounts,
+    pub canary: OutcomeCounts,
+    /// Connections that found no replica in the Service (users saw no answer).
+    pub no_endpoint: u64,
+}
+
+/// Per-second ping counts since `origin` (the balancer's start).
+#[derive(Clone, Debug)]
+pub struct PingTimeline {
+    origin: std::time::Instant,
+    seconds: Vec<PingSecond>,
+}
+
+impl PingTimeline {
+    pub fn new(origin: std::time::Instant) -> Self {
+        Self {
+            origin,
+            seconds: Vec::new(),
+        }
+    }
+
+    pub fn origin(&self) -> std::time::Instant {
+        self.origin
+    }
+
+    fn second(&mut self, at: std::time::Instant) -> &mut PingSecond {
+        let index = at.saturating_duration_since(self.origin).as_secs() as usize;
+        if self.seconds.len() <= index {
+            self.seconds.resize(index + 1, PingSecond::default());
+        }
+        &mut self.seconds[index]
+    }
+
+    /// A ping of the canary (`true`) or stable version ended at `at`.
+    pub fn record(&mut self, at: std::time::Instant, canary: bool, outcome: Outcome) {
+        let second = self.second(at);
+        if canary {
+            second.canary.add(outcome);
+        } else {
+            second.stable.add(outcome);
+        }
+    }
+
+    pub fn record_no_endpoint(&mut self, at: std::time::Instant) {
+        self.second(at).no_endpoint += 1;
+    }
+
+    /// The seconds that had ended by `now`; second `i` of the result covers
+    /// `[i, i + 1)` seconds after the origin.
+    pub fn complete_seconds(&self, now: std::time::Instant) -> &[PingSecond] {
+        let ended = now.saturating_duration_since(self.origin).as_secs() as usize;
+        &self.seconds[..ended.min(self.seconds.len())]
+    }
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize, PartialEq)]
@@ -69,11 +164,11 @@ struct PodInfo {
     stats: Arc<PodStats>,
 }
 
-#[derive(Default)]
 struct State {
     endpoints: Vec<Endpoint>,
     pods: BTreeMap<String, PodInfo>,
     no_endpoint: u64,
+    timeline: Arc<Mutex<PingTimeline>>,
 }
 
 #[derive(Clone)]
@@ -89,7 +184,12 @@ impl Balancer {
             .await
             .map_err(|error| format!("cannot bind the load balancer: {error}"))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
-        let state: Arc<Mutex<State>> = Arc::default();
+        let state = Arc::new(Mutex::new(State {
+            endpoints: Vec::new(),
+            pods: BTreeMap::new(),
+            no_endpoint: 0,
+            timeline: Arc::new(Mutex::new(PingTimeline::new(std::time::Instant::now()))),
+        }));
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -103,6 +203,9 @@ impl Balancer {
                     };
                     if state.endpoints.is_empty() {
                         state.no_endpoint += 1;
+                        if let Ok(mut timeline) = state.timeline.lock() {
+                            timeline.record_no_endpoint(std::time::Instant::now());
+                        }
                         None
                     } else {
                         let index = rand::rng().random_range(0..state.endpoints.len());
@@ -124,6 +227,7 @@ impl Balancer {
     /// Adds a ready replica to the endpoints.
     pub fn add(&self, pod: &str, address: SocketAddr, canary: bool) {
         if let Ok(mut state) = self.state.lock() {
+            let timeline = state.timeline.clone();
             let stats = state
                 .pods
                 .entry(pod.to_owned())
@@ -137,7 +241,9 @@ impl Balancer {
             state.endpoints.push(Endpoint {
                 pod: pod.to_owned(),
                 address,
+                canary,
                 stats,
+                timeline,
             });
         }
     }
@@ -175,8 +281,39 @@ impl Balancer {
             .unwrap_or(0)
     }
 
+    /// The pings counted per second so far, and the instant second 0 starts.
+    pub fn timeline(&self) -> Option<PingTimeline> {
+        let state = self.state.lock().ok()?;
+        let timeline = state.timeline.lock().ok()?;
+        Some(timeline.clone())
+    }
+
     pub fn stop(&self) {
         self.task.abort();
+    }
+}
+
+impl Endpoint {
+    /// Counts a proxied ping by the status its replica answered (None: no answer).
+    fn answered(&self, status: Option<u16>) {
+        let outcome = match status {
+            Some(code) if (200..300).contains(&code) => Outcome::Ok,
+            Some(_) => Outcome::Failed,
+            None => Outcome::NoAnswer,
+        };
+        let counter = match outcome {
+            Outcome::Ok => &self.stats.ok,
+            Outcome::Failed => &self.stats.failed_status,
+            Outcome::NoAnswer => &self.stats.no_response,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.record(outcome);
+    }
+
+    fn record(&self, outcome: Outcome) {
+        if let Ok(mut timeline) = self.timeline.lock() {
+            timeline.record(std::time::Instant::now(), self.canary, outcome);
+        }
     }
 }
 
@@ -192,6 +329,7 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
                     .stats
                     .connect_failed
                     .fetch_add(1, Ordering::Relaxed);
+                endpoint.record(Outcome::NoAnswer);
                 return;
             }
         };
@@ -203,7 +341,7 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
         let _ = tokio::io::copy(&mut client_read, &mut backend_write).await;
         let _ = backend_write.shutdown().await;
     };
-    let stats = endpoint.stats.clone();
+    let ended = endpoint.clone();
     let downstream = async move {
         let mut buffer = vec![0u8; 8192];
         let mut head: Vec<u8> = Vec::new();
@@ -217,7 +355,7 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
                 head.extend_from_slice(&buffer[..read.min(12 - head.len())]);
                 if head.len() >= 12 {
                     if accepted.elapsed() > Duration::from_secs(1) {
-                        stats.slow.fetch_add(1, Ordering::Relaxed);
+                        ended.stats.slow.fetch_add(1, Ordering::Relaxed);
                     }
                     status = std::str::from_utf8(&head[9..12])
                         .ok()
@@ -230,11 +368,40 @@ async fn proxy(client: TcpStream, endpoint: Endpoint) {
             }
         }
         let _ = client_write.shutdown().await;
-        match status {
-            Some(code) if (200..300).contains(&code) => stats.ok.fetch_add(1, Ordering::Relaxed),
-            Some(_) => stats.failed_status.fetch_add(1, Ordering::Relaxed),
-            None => stats.no_response.fetch_add(1, Ordering::Relaxed),
-        };
+        ended.answered(status);
     };
     tokio::join!(upstream, downstream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_counts_each_ping_in_the_second_it_ended() {
+        let origin = std::time::Instant::now();
+        let mut timeline = PingTimeline::new(origin);
+        timeline.record(origin + Duration::from_millis(200), false, Outcome::Ok);
+        timeline.record(origin + Duration::from_millis(999), true, Outcome::Failed);
+        timeline.record(
+            origin + Duration::from_millis(2500),
+            true,
+            Outcome::NoAnswer,
+        );
+        timeline.record_no_endpoint(origin + Duration::from_millis(2100));
+        assert_eq!(
+            timeline
+                .complete_seconds(origin + Duration::from_millis(2900))
+                .len(),
+            2
+        );
+        let seconds = timeline.complete_seconds(origin + Duration::from_secs(60));
+        assert_eq!(seconds.len(), 3);
+        assert_eq!(seconds[0].stable.ok, 1);
+        assert_eq!(seconds[0].canary.failed, 1);
+        assert_eq!(seconds[1], PingSecond::default());
+        assert_eq!(seconds[2].canary.no_answer, 1);
+        assert_eq!(seconds[2].no_endpoint, 1);
+        assert_eq!(seconds[2].canary.total(), 1);
+    }
 }

@@ -7,7 +7,9 @@
 //! not replace Argo Rollouts.
 
 pub mod analysis;
+pub mod chart;
 pub mod expr;
+pub mod html;
 pub mod lb;
 pub mod manifests;
 pub mod plan;

@@ -45,9 +45,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         manifests: Option<PathBuf>,
 
-        /// Where the JSON and Markdown reports go [default: <workspace>/target/rehearsal].
+        /// Where the reports go: JSON, Markdown, the timeline chart (SVG) and
+        /// the HTML page [default: <workspace>/target/rehearsal].
         #[arg(long, value_name = "DIR")]
         report_dir: Option<PathBuf>,
+
+        /// Also copy the timeline chart (SVG) to this file, e.g. the image
+        /// the README shows: docs/rehearsal-errors-compare.svg.
+        #[arg(long, value_name = "FILE")]
+        chart: Option<PathBuf>,
 
         /// The Prometheus executable [default: `prometheus` on PATH].
         #[arg(long, value_name = "PATH")]
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         compare,
         manifests,
         report_dir,
+        chart,
         prometheus,
         bin_dir,
         warmup,
@@ -140,8 +147,24 @@ fn main() -> ExitCode {
             println!();
             print!("{}", report.table());
             match report.write(&report_dir) {
-                Ok((json, markdown)) => {
-                    println!("report: {} and {}", json.display(), markdown.display())
+                Ok(written) => {
+                    println!(
+                        "report: {}, {}, chart {}, page {}",
+                        written.json.display(),
+                        written.markdown.display(),
+                        written.chart.display(),
+                        written.html.display()
+                    );
+                    if let Some(copy) = &chart {
+                        if let Err(error) = std::fs::copy(&written.chart, copy) {
+                            eprintln!(
+                                "error: cannot copy the chart to {}: {error}",
+                                copy.display()
+                            );
+                            return ExitCode::from(1);
+                        }
+                        println!("chart copied to {}", copy.display());
+                    }
                 }
                 Err(error) => {
                     eprintln!("error: {error}");

@@ -17,7 +17,7 @@ use crate::manifests;
 use crate::plan::{AnalysisSpec, Plan, Step, go_duration};
 use crate::procs::{self, Proc};
 use crate::prom::{self, PodTarget, Prometheus};
-use crate::report::{AnalysisOutcome, Report};
+use crate::report::{AnalysisOutcome, PingsInSecond, Report, Timeline, WeightCause, WeightChange};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -105,6 +105,7 @@ struct World {
     step: usize,
     rollout_start: Option<Instant>,
     slots: Vec<Slot>,
+    weight_changes: Vec<WeightChange>,
 }
 
 pub async fn rehearse(options: Options) -> Result<Report, Failure> {
@@ -209,6 +210,7 @@ pub async fn rehearse(options: Options) -> Result<Report, Failure> {
         step: 0,
         rollout_start: None,
         slots: Vec::new(),
+        weight_changes: Vec::new(),
         plan,
     };
     let result = world
@@ -493,6 +495,7 @@ impl World {
         self.wait_retired().await?;
         let canary = self.lb.totals(true);
         let stable = self.lb.totals(false);
+        let timeline = self.timeline(start);
         let pinger_codes = self.pinger_codes(pinger_address).await;
         self.out.line(&format!(
             "done: {verdict}; canary served {} pings ({} failed), stable {} ({} failed)",
@@ -535,7 +538,48 @@ impl World {
             pinger_codes,
             self.lb.no_endpoint(),
             analyses,
+            timeline,
         ))
+    }
+
+    /// The weight changes and the Service's per-second ping counts (seconds
+    /// that have ended), on the rollout's time axis.
+    fn timeline(&self, rollout_start: Instant) -> Timeline {
+        let pings_per_second = self
+            .lb
+            .timeline()
+            .map(|pings| {
+                let offset = rollout_start
+                    .saturating_duration_since(pings.origin())
+                    .as_secs_f64();
+                pings
+                    .complete_seconds(Instant::now())
+                    .iter()
+                    .enumerate()
+                    .map(|(index, counts)| PingsInSecond {
+                        from_seconds: ((index as f64 - offset) * 1000.0).round() / 1000.0,
+                        counts: *counts,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Timeline {
+            weight_changes: self.weight_changes.clone(),
+            pings_per_second,
+        }
+    }
+
+    fn note_weight(&mut self, cause: WeightCause) {
+        let at = self
+            .rollout_start
+            .map(|start| start.elapsed())
+            .unwrap_or_default();
+        self.weight_changes.push(WeightChange {
+            at_seconds: (at.as_secs_f64() * 1000.0).round() / 1000.0,
+            step: self.step + 1,
+            weight: self.weight,
+            cause,
+        });
     }
 
     fn snapshot_at(&self, at: Instant) -> Snapshot {
@@ -605,13 +649,16 @@ impl World {
                     )
                 };
                 let prometheus = self.prometheus.as_ref().expect("started");
-                let (phase, value, message) = match prometheus.query(&query, spec.timeout).await {
+                let (phase, value, first_value, message) = match prometheus
+                    .query(&query, spec.timeout)
+                    .await
+                {
                     Ok((input, text)) => {
                         let (phase, message) =
                             evaluate_result(spec.success.as_ref(), spec.failure.as_ref(), &input);
-                        (phase, text, message)
+                        (phase, text, input.first_finite(), message)
                     }
-                    Err(error) => (Phase::Error, String::new(), error),
+                    Err(error) => (Phase::Error, String::new(), None, error),
                 };
                 let at = self
                     .rollout_start
@@ -623,6 +670,7 @@ impl World {
                     step: self.step + 1,
                     weight: self.weight,
                     value: value.clone(),
+                    first_value,
                     phase,
                     message: message.clone(),
                 };
@@ -828,6 +876,7 @@ impl World {
         }
         self.weight = weight;
         self.highest_weight = self.highest_weight.max(weight);
+        self.note_weight(WeightCause::SetWeight);
         self.out.line(&format!(
             "  weight {weight}%: {canary_wanted} canary + {stable_wanted} stable replicas behind the Service"
         ));
@@ -842,6 +891,7 @@ impl World {
             self.retire(index);
         }
         self.weight = 0;
+        self.note_weight(WeightCause::Abort);
         Ok(())
     }
 
@@ -854,6 +904,7 @@ impl World {
         }
         self.weight = 100;
         self.highest_weight = 100;
+        self.note_weight(WeightCause::Promote);
         Ok(())
     }
 

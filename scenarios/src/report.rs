@@ -7,15 +7,94 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::analysis::{Measurement, Phase, Run};
-use crate::lb::Totals;
-use crate::plan::Plan;
+use crate::lb::{PingSecond, Totals};
+use crate::plan::{MetricSpec, Plan};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricOutcome {
     pub name: String,
     pub phase: Phase,
     pub dry_run: bool,
+    pub settings: MetricSettings,
     pub measurements: Vec<Measurement>,
+}
+
+/// The AnalysisTemplate's settings of one metric, as the manifests give them
+/// (not scaled).
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricSettings {
+    pub success_condition: Option<String>,
+    pub failure_condition: Option<String>,
+    /// The numbers the conditions compare the result with.
+    pub thresholds: Vec<f64>,
+    pub initial_delay_seconds: Option<f64>,
+    pub interval_seconds: Option<f64>,
+    pub count: Option<i64>,
+    pub failure_limit: i64,
+    pub inconclusive_limit: i64,
+    pub consecutive_error_limit: i64,
+    pub query: String,
+}
+
+impl MetricSettings {
+    fn from_spec(spec: &MetricSpec) -> Self {
+        let mut thresholds: Vec<f64> = Vec::new();
+        for condition in spec.success.iter().chain(spec.failure.iter()) {
+            for value in condition.thresholds() {
+                if !thresholds.contains(&value) {
+                    thresholds.push(value);
+                }
+            }
+        }
+        Self {
+            success_condition: spec.success.as_ref().map(|c| c.source().to_owned()),
+            failure_condition: spec.failure.as_ref().map(|c| c.source().to_owned()),
+            thresholds,
+            initial_delay_seconds: spec.initial_delay.map(|d| d.as_secs_f64()),
+            interval_seconds: spec.interval.map(|d| d.as_secs_f64()),
+            count: spec.count,
+            failure_limit: spec.failure_limit,
+            inconclusive_limit: spec.inconclusive_limit,
+            consecutive_error_limit: spec.consecutive_error_limit,
+            query: spec.query.trim().to_owned(),
+        }
+    }
+}
+
+/// Why the canary weight changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum WeightCause {
+    SetWeight,
+    Abort,
+    Promote,
+}
+
+/// The canary weight once the replicas for it were in place.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WeightChange {
+    /// Seconds since the rollout started.
+    pub at_seconds: f64,
+    /// 1-based step index.
+    pub step: usize,
+    pub weight: u32,
+    pub cause: WeightCause,
+}
+
+/// Pings that ended in the second starting `from_seconds` after the rollout
+/// started (negative: stable traffic before it), as the Service counted them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PingsInSecond {
+    pub from_seconds: f64,
+    #[serde(flatten)]
+    pub counts: PingSecond,
+}
+
+/// What the rehearsal recorded over time, for the chart. The per-second
+/// pings cover whole seconds only, up to the moment the totals were read.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timeline {
+    pub weight_changes: Vec<WeightChange>,
+    pub pings_per_second: Vec<PingsInSecond>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -48,6 +127,7 @@ impl AnalysisOutcome {
                 name: metric.spec.name.clone(),
                 phase: metric.phase,
                 dry_run: metric.spec.dry_run,
+                settings: MetricSettings::from_spec(&metric.spec),
                 measurements: metric.measurements.clone(),
             })
             .collect();
@@ -76,6 +156,11 @@ pub struct Report {
     pub stable_hash: String,
     pub canary_hash: String,
     pub time_scale: f64,
+    /// The manifests' settings that drove the rehearsal.
+    pub replicas: u32,
+    pub steps: Vec<String>,
+    /// Pings per second at the manifests' timing (the pinger ran at this x time scale).
+    pub pinger_rate: f64,
     /// Promoted, Aborted or Paused (an Inconclusive analysis).
     pub verdict: String,
     pub reason: String,
@@ -106,6 +191,7 @@ pub struct Report {
     pub user_pings_without_answer: u64,
     pub connections_without_endpoint: u64,
     pub analyses: Vec<AnalysisOutcome>,
+    pub timeline: Timeline,
 }
 
 impl Report {
@@ -125,6 +211,7 @@ impl Report {
         user_pings_by_code: BTreeMap<String, u64>,
         connections_without_endpoint: u64,
         analyses: Vec<AnalysisOutcome>,
+        timeline: Timeline,
     ) -> Self {
         let stable_failure_ratio = if stable.pings > 0 {
             stable.failed as f64 / stable.pings as f64
@@ -144,6 +231,9 @@ impl Report {
             stable_hash: plan.stable_hash.clone(),
             canary_hash: plan.canary_hash.clone(),
             time_scale,
+            replicas: plan.replicas,
+            steps: plan.steps.iter().map(crate::plan::Step::describe).collect(),
+            pinger_rate: plan.pinger.rate,
             verdict: verdict.to_owned(),
             reason,
             time_to_verdict_seconds: round(time_to_verdict.as_secs_f64()),
@@ -167,10 +257,12 @@ impl Report {
             user_pings_without_answer,
             connections_without_endpoint,
             analyses,
+            timeline,
         }
     }
 
-    fn rows(&self) -> Vec<(String, String)> {
+    /// The summary: (what, value) pairs.
+    pub fn rows(&self) -> Vec<(String, String)> {
         let mut rows = vec![
             (
                 "rollout".to_owned(),
@@ -279,44 +371,76 @@ impl Report {
             out.push_str(&format!("| {key} | {} |\n", value.replace('|', "\\|")));
         }
         out.push_str("\n## Measurements\n\n| analysis | metric | s into rollout | step | weight | value | phase |\n|---|---|---|---|---|---|---|\n");
-        for analysis in &self.analyses {
-            for metric in &analysis.metrics {
-                for measurement in &metric.measurements {
-                    out.push_str(&format!(
-                        "| {} | {} | {:.1} | {} | {}% | {} | {:?} |\n",
-                        analysis.role,
-                        metric.name,
-                        measurement.at_seconds,
-                        measurement.step,
-                        measurement.weight,
-                        if measurement.value.is_empty() {
-                            measurement.message.replace('|', "\\|")
-                        } else {
-                            measurement.value.clone()
-                        },
-                        measurement.phase
-                    ));
-                }
-            }
+        for row in self.measurement_rows() {
+            let cells: Vec<String> = row.iter().map(|cell| cell.replace('|', "\\|")).collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         out
     }
 
-    /// Writes `<stem>.json` and `<stem>.md` in `dir`; returns their paths.
-    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    /// Every measurement: analysis, metric, seconds into the rollout, step,
+    /// weight, value (or why there is none), phase.
+    pub fn measurement_rows(&self) -> Vec<[String; 7]> {
+        let mut rows = Vec::new();
+        for analysis in &self.analyses {
+            for metric in &analysis.metrics {
+                for measurement in &metric.measurements {
+                    rows.push([
+                        analysis.role.clone(),
+                        metric.name.clone(),
+                        format!("{:.1}", measurement.at_seconds),
+                        measurement.step.to_string(),
+                        format!("{}%", measurement.weight),
+                        if measurement.value.is_empty() {
+                            measurement.message.clone()
+                        } else {
+                            measurement.value.clone()
+                        },
+                        format!("{:?}", measurement.phase),
+                    ]);
+                }
+            }
+        }
+        rows
+    }
+
+    /// Writes `<stem>.json`, `.md`, `.svg` (the timeline chart) and `.html`
+    /// (the page with the chart inline) in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<Written, String> {
         std::fs::create_dir_all(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-        let stem = format!("rehearsal-{}", self.canary_version);
-        let json = dir.join(format!("{stem}.json"));
-        let markdown = dir.join(format!("{stem}.md"));
-        std::fs::write(
-            &json,
-            serde_json::to_string_pretty(self).unwrap_or_default(),
-        )
-        .and_then(|()| std::fs::write(&markdown, self.markdown()))
-        .map_err(|error| format!("cannot write the report in {}: {error}", dir.display()))?;
-        Ok((json, markdown))
+        let path =
+            |extension: &str| dir.join(format!("rehearsal-{}.{extension}", self.canary_version));
+        let written = Written {
+            json: path("json"),
+            markdown: path("md"),
+            chart: path("svg"),
+            html: path("html"),
+        };
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|error| format!("cannot encode the report: {error}"))?;
+        let svg = crate::chart::svg(&crate::chart::ChartModel::from_report(self))?;
+        let html = crate::html::page(self, &svg);
+        for (path, text) in [
+            (&written.json, json.as_str()),
+            (&written.markdown, self.markdown().as_str()),
+            (&written.chart, svg.as_str()),
+            (&written.html, html.as_str()),
+        ] {
+            std::fs::write(path, text)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        }
+        Ok(written)
     }
+}
+
+/// The files a report was written to.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub chart: PathBuf,
+    pub html: PathBuf,
 }
 
 fn round(value: f64) -> f64 {

@@ -2,6 +2,7 @@
 //! real Prometheus, with the Rollout and AnalysisTemplate shipped in k8s/.
 
 mod common;
+mod headless;
 
 use std::time::Duration;
 
@@ -12,6 +13,12 @@ const SCALE: &str = "10";
 const LIMIT: Duration = Duration::from_secs(150);
 
 fn rehearse(version: &str, extra: &[&str]) -> (Value, String) {
+    let (report, stdout, _dir) = rehearse_in_dir(version, extra);
+    (report, stdout)
+}
+
+/// The rehearsal, its report, its output, and the directory it wrote its files to.
+fn rehearse_in_dir(version: &str, extra: &[&str]) -> (Value, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut args = vec![version, "--time-scale", SCALE];
     args.extend_from_slice(extra);
@@ -32,7 +39,7 @@ fn rehearse(version: &str, extra: &[&str]) -> (Value, String) {
         report["canary"]["pings"].as_u64().unwrap_or(0) > 0,
         "{report:#}"
     );
-    (report, finished.stdout)
+    (report, finished.stdout, dir)
 }
 
 fn ours(report: &Value) -> &Value {
@@ -105,7 +112,25 @@ fn rehearse_best_is_promoted() {
 fn rehearse_comparison_shows_the_blended_analysis_lets_errors_further() {
     let template = workspace().join("scenarios/analysis/blended-analysis.yaml");
     let template = template.to_str().expect("UTF-8 path");
-    let (report, stdout) = rehearse("errors", &["--compare", template, "--expect", "Aborted"]);
+    // As README's command that regenerates docs/rehearsal-errors-compare.svg.
+    let copy = tempfile::tempdir().expect("temp dir");
+    let chart = copy.path().join("rehearsal-errors-compare.svg");
+    let chart_arg = chart.to_str().expect("UTF-8 path");
+    let (report, stdout, dir) = rehearse_in_dir(
+        "errors",
+        &[
+            "--compare",
+            template,
+            "--chart",
+            chart_arg,
+            "--expect",
+            "Aborted",
+        ],
+    );
+    let svg = std::fs::read_to_string(&chart).expect("the chart's copy");
+    assert!(svg.starts_with("<svg") && svg.contains("verdict ours: Failed at 20%"));
+    the_timeline_is_recorded(&report);
+    the_html_report_renders_the_chart(&dir.path().join("rehearsal-errors.html"));
     let ours_weight = ours(&report)["weight_at_verdict"]
         .as_u64()
         .expect("ours decided");
@@ -137,4 +162,111 @@ fn rehearse_comparison_shows_the_blended_analysis_lets_errors_further() {
                 .unwrap_or(0),
         "{report:#}"
     );
+}
+
+/// What the chart draws is in the report: the weight steps up to the abort,
+/// every whole second of pings, our verdict.
+fn the_timeline_is_recorded(report: &Value) {
+    let changes = report["timeline"]["weight_changes"]
+        .as_array()
+        .expect("weight changes");
+    let weights: Vec<u64> = changes
+        .iter()
+        .filter_map(|c| c["weight"].as_u64())
+        .collect();
+    assert_eq!(weights.first(), Some(&20), "{report:#}");
+    assert_eq!(
+        changes.last().map(|c| &c["cause"]),
+        Some(&Value::from("Abort"))
+    );
+    let seconds = report["timeline"]["pings_per_second"]
+        .as_array()
+        .expect("pings");
+    let canary: u64 = seconds
+        .iter()
+        .map(|s| {
+            ["ok", "failed", "no_answer"]
+                .iter()
+                .map(|k| s["canary"][k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum();
+    let total = report["canary"]["pings"].as_u64().unwrap_or(0);
+    // Whole seconds only: at most the last second's pings are not in the timeline.
+    assert!(
+        canary <= total && canary * 10 >= total * 8,
+        "{canary} of {total}"
+    );
+    assert!(ours(report)["decided_after_seconds"].as_f64().is_some());
+}
+
+/// The page opens in headless Chromium without a console message, and its
+/// first screen is the chart: the weight line, the failed and successful
+/// measurements, the canary's pings, in their colours.
+fn the_html_report_renders_the_chart(page: &std::path::Path) {
+    let html = std::fs::read_to_string(page).expect("the HTML report");
+    for fetches in ["<script", "<link", "src=", "url(", "@import", "<iframe"] {
+        assert!(
+            !html.contains(fetches),
+            "the page must be self-contained: {fetches}"
+        );
+    }
+    // The chart, the verdicts, the measurements and the settings behind them.
+    for part in [
+        "<svg",
+        "<h2>Verdicts</h2>",
+        "<h2>Measurements</h2>",
+        "blended-success-ratio",
+        "result[0] &gt;= 0.80",
+        "setWeight 20",
+    ] {
+        assert!(
+            html.contains(part),
+            "{part} missing from {}",
+            page.display()
+        );
+    }
+    let screenshot =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rehearsal-errors-compare.png");
+    let opened = headless::open(page, (1200, 1500), &screenshot);
+    assert!(opened.console.is_empty(), "console: {:?}", opened.console);
+    let image = &opened.screenshot;
+    assert_eq!((image.width, image.height), (1200, 1500));
+    // Below the page's heading, the chart fills the window.
+    let chart = 120..image.height;
+    let area = (image.width * (chart.end - chart.start)) as usize;
+    let drawn = image.count_not_white(chart.clone());
+    assert!(
+        drawn * 100 > area * 3,
+        "{drawn} of {area} pixels drawn: {}",
+        screenshot.display()
+    );
+    for (what, color) in [
+        ("the canary weight", (21, 101, 192)),
+        ("failed measurements and pings", (198, 40, 40)),
+        ("successful measurements and ok pings", (46, 125, 50)),
+        ("the canary's pings", (216, 27, 96)),
+    ] {
+        let pixels = image.count_near(chart.clone(), color);
+        assert!(
+            pixels > 150,
+            "{what}: {pixels} pixels in {}",
+            screenshot.display()
+        );
+    }
+}
+
+#[test]
+fn console_messages_are_seen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let page = dir.path().join("broken.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><p>x</p><script>console.error('seen');missing();</script>",
+    )
+    .expect("page");
+    let opened = headless::open(&page, (400, 300), &dir.path().join("broken.png"));
+    assert_eq!(opened.console.len(), 2, "{:?}", opened.console);
+    assert!(opened.console[0].contains("seen"), "{:?}", opened.console);
+    assert_eq!(opened.screenshot.width, 400);
 }
