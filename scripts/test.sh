@@ -16,7 +16,7 @@ cargo deny --locked check licenses bans sources
 echo "== build the binaries the integration tests run"
 cargo build --workspace --bins --locked
 
-echo "== deployment assets, validated offline (kustomize, kubernetes-validate, hadolint, compose, promtool, yamllint)"
+echo "== deployment assets, validated offline (kustomize, kubernetes-validate, hadolint, compose, promtool, yamllint, checkov)"
 scripts/check-deploy.sh
 
 echo "== benchmarks, once each in debug, so the harness keeps working (scripts/bench.sh measures)"

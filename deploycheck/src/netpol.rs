@@ -56,6 +56,34 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// A pod's labels (none for an address).
+    pub fn labels(&self) -> Option<&Labels> {
+        match self {
+            Endpoint::Pod { labels, .. } => Some(labels),
+            Endpoint::Address => None,
+        }
+    }
+
+    /// A pod's namespace labels (none for an address).
+    pub fn namespace_labels(&self) -> Option<&Labels> {
+        match self {
+            Endpoint::Pod {
+                namespace_labels, ..
+            } => Some(namespace_labels),
+            Endpoint::Address => None,
+        }
+    }
+
+    /// The ports a pod declares (none for an address).
+    pub fn ports(&self) -> &[ContainerPort] {
+        match self {
+            Endpoint::Pod { ports, .. } => ports,
+            Endpoint::Address => &[],
+        }
+    }
+}
+
 /// A connection to check: `from` opens `port`/`protocol` on `to`.
 #[derive(Clone, Copy, Debug)]
 pub struct Connection<'a> {

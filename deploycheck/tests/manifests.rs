@@ -603,10 +603,7 @@ struct WorkloadPod {
 
 impl WorkloadPod {
     fn labels(&self) -> &Labels {
-        match &self.endpoint {
-            Endpoint::Pod { labels, .. } => labels,
-            Endpoint::Address => unreachable!("workload pods are pods"),
-        }
+        self.endpoint.labels().expect("workload pods are pods")
     }
 
     fn env(&self, name: &str) -> Vec<String> {
@@ -621,10 +618,7 @@ impl WorkloadPod {
     }
 
     fn ports(&self) -> &[ContainerPort] {
-        match &self.endpoint {
-            Endpoint::Pod { ports, .. } => ports,
-            Endpoint::Address => &[],
-        }
+        self.endpoint.ports()
     }
 }
 
@@ -958,11 +952,7 @@ fn refused_flows(pods: &[WorkloadPod]) -> Vec<Flow> {
     let mut flows = Vec::new();
     let (controller, _) = rollouts_controller();
     for pod in pods {
-        let stranger_labels = match &pod.endpoint {
-            Endpoint::Pod { labels, .. } => labels.clone(),
-            Endpoint::Address => unreachable!(),
-        };
-        let stranger = Endpoint::pod("default", Labels::new(), stranger_labels, vec![]);
+        let stranger = Endpoint::pod("default", Labels::new(), pod.labels().clone(), vec![]);
         for port in pod.ports() {
             flows.push(Flow {
                 what: format!("another namespace -> {} port {}", pod.workload, port.number),
@@ -1129,31 +1119,22 @@ fn network_policy_selectors_and_ports_name_what_exists() {
                         if peer.get("namespaceSelector").is_some() {
                             let matches = netpol::selects(
                                 &peer["namespaceSelector"],
-                                match &controller {
-                                    Endpoint::Pod {
-                                        namespace_labels, ..
-                                    } => namespace_labels,
-                                    Endpoint::Address => unreachable!(),
-                                },
+                                controller.namespace_labels().expect("a pod"),
                             )
                             .expect("selector")
                                 && netpol::selects(
                                     peer.get("podSelector").unwrap_or(&Value::Null),
-                                    match &controller {
-                                        Endpoint::Pod { labels, .. } => labels,
-                                        Endpoint::Address => unreachable!(),
-                                    },
+                                    controller.labels().expect("a pod"),
                                 )
                                 .expect("selector");
                             assert!(
                                 matches,
                                 "{what}: peer {peer} is in another namespace and is not the Argo Rollouts controller"
                             );
-                            let ports = match &controller {
-                                Endpoint::Pod { ports, .. } => ports.clone(),
-                                Endpoint::Address => unreachable!(),
-                            };
-                            far.push(("the Argo Rollouts controller".into(), ports));
+                            far.push((
+                                "the Argo Rollouts controller".into(),
+                                controller.ports().to_vec(),
+                            ));
                         } else {
                             let peer_pods = selected(&peer["podSelector"], namespace);
                             assert!(!peer_pods.is_empty(), "{what}: peer {peer} selects no pod");

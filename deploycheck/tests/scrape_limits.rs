@@ -59,6 +59,43 @@ fn every_scrape_job_of_both_configurations_has_limits() {
 }
 
 #[test]
+fn the_two_kubernetes_pod_jobs_split_the_pods_and_relabel_alike() {
+    let k8s = yaml_file("prometheus/prometheus-k8s.yml");
+    let ours = job(&k8s, "pods")["relabel_configs"]
+        .as_array()
+        .expect("relabel_configs");
+    let theirs = job(&k8s, "monitoring-pods")["relabel_configs"]
+        .as_array()
+        .expect("relabel_configs");
+    // The first rule splits: the same selection, kept by one, dropped by the other.
+    let (split_ours, split_theirs) = (&ours[0], &theirs[0]);
+    assert_eq!(split_ours["action"], "keep");
+    assert_eq!(split_theirs["action"], "drop");
+    for key in ["source_labels", "regex"] {
+        assert_eq!(split_ours[key], split_theirs[key], "split rule {key}");
+    }
+    let names = split_ours["regex"].as_str().expect("regex");
+    for service in ["ponger", "pinger"] {
+        assert!(
+            names.split('|').any(|name| name == service),
+            "{service} is not in the measured job"
+        );
+    }
+    assert_eq!(
+        ours[1..],
+        theirs[1..],
+        "the rest of the relabelling differs"
+    );
+    for field in ["honor_labels", "kubernetes_sd_configs"] {
+        assert_eq!(
+            job(&k8s, "pods")[field],
+            job(&k8s, "monitoring-pods")[field],
+            "{field} differs"
+        );
+    }
+}
+
+#[test]
 fn scrape_limits_leave_headroom_over_the_real_pages() {
     let ponger = Service::ponger(
         &[
