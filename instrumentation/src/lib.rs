@@ -10,11 +10,13 @@
 //! - [`telemetry`]: logging to stderr and OpenTelemetry tracing configured by `OTEL_*`.
 //! - [`shutdown`]: SIGTERM/SIGINT handling with a second signal meaning "hurry".
 //! - [`cli`]: one-line configuration errors shared by both binaries.
+//! - [`probe`]: the `probe` subcommand, a health check for images without curl.
 
 pub mod cli;
 pub mod client;
 pub mod exposition;
 pub mod metrics;
+pub mod probe;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

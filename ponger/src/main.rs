@@ -1,12 +1,17 @@
 use std::process::ExitCode;
 
 use instrumentation::cli::parse_or_exit;
+use instrumentation::probe::{Subcommand, default_url};
 use instrumentation::shutdown::ShutdownSignals;
 use ponger::app::{Pong, router};
 use ponger::config::{Cli, Config};
 
 fn main() -> ExitCode {
-    let config = Config::from(parse_or_exit::<Cli>());
+    let mut cli = parse_or_exit::<Cli>();
+    if let Some(Subcommand::Probe(probe)) = cli.command.take() {
+        return instrumentation::probe::run("ponger", &probe, default_url(cli.listen, "/readyz"));
+    }
+    let config = Config::from(cli);
     let version = config.version.clone();
     let profile = config.profile.attributes();
     instrumentation::telemetry::run_service("ponger", &version, profile, || serve(config))
