@@ -11,6 +11,7 @@ pub mod expr;
 pub mod lb;
 pub mod manifests;
 pub mod plan;
+pub mod prerequisites;
 pub mod procs;
 pub mod prom;
 pub mod rehearsal;
