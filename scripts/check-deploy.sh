@@ -9,7 +9,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -391,8 +391,11 @@ run "Grafana dashboards are valid JSON with sane panels; datasources link exempl
 build_overlays() {
   kubectl kustomize k8s/overlays/canary >"$WORK/canary.yaml" &&
     kubectl kustomize k8s/overlays/bluegreen >"$WORK/bluegreen.yaml" &&
-    kubectl kustomize k8s >"$WORK/default.yaml" &&
-    cmp -s "$WORK/default.yaml" "$WORK/canary.yaml" || { echo "k8s/ does not build the canary overlay"; return 1; }
+    kubectl kustomize k8s >"$WORK/default.yaml" || return 1
+  if ! cmp -s "$WORK/default.yaml" "$WORK/canary.yaml"; then
+    echo "k8s/ does not build the canary overlay"
+    return 1
+  fi
 }
 run "kubectl kustomize k8s/overlays/{canary,bluegreen} and k8s/ (= canary)" build_overlays
 
@@ -409,6 +412,13 @@ validate_strict() {
   return $status
 }
 run "kubernetes-validate --strict (core kinds + Rollout pod templates)" validate_strict
+argo_schemas() {
+  python3 scripts/validate-argo-objects.py --self-test &&
+    python3 scripts/validate-argo-objects.py k8s/base k8s/overlays/canary k8s/overlays/bluegreen \
+      scenarios/analysis/blended-analysis.yaml
+}
+run "Argo objects (base, both overlays, blended analysis) against the vendored v1.9.1 CRD schemas, unknown fields refused" \
+  argo_schemas
 run "restricted Pod Security, probes, resources; Rollout/AnalysisTemplate structure" \
   "${CHECK[@]}" k8s "$WORK/canary.yaml" "$WORK/bluegreen.yaml"
 
