@@ -21,5 +21,6 @@ if [ -z "${PINGPONG_REGISTRY:-}" ]; then
   esac
 fi
 export PINGPONG_REGISTRY="${PINGPONG_REGISTRY:-}"
-# The Argo Rollouts release the repository pins (README.md, k8s/crds/argo-rollouts).
+# The Argo Rollouts release the repository pins (README.md; its CRDs are
+# vendored in deploycheck/crds/argo-rollouts).
 export ARGO_ROLLOUTS_VERSION="${ARGO_ROLLOUTS_VERSION:-v1.9.1}"
