@@ -92,9 +92,24 @@ def check_compose():
                 fail(f"compose: {name} depends_on {dep} without a condition")
             elif cond["condition"] == "service_healthy" and "healthcheck" not in svcs[dep]:
                 fail(f"compose: {name} waits for {dep} to be healthy but {dep} has no healthcheck")
-    for name in ["prometheus", "grafana"]:
-        if "healthcheck" not in svcs.get(name, {}):
+    # Every service has a healthcheck (`docker compose up --wait` reports a
+    # healthy stack only then) and whatever waits on one waits for healthy.
+    for name, s in svcs.items():
+        if "healthcheck" not in s:
             fail(f"compose: {name} has no healthcheck")
+        for dep, cond in (s.get("depends_on") or {}).items():
+            if isinstance(cond, dict) and cond.get("condition") != "service_healthy":
+                fail(f"compose: {name} depends_on {dep} with {cond.get('condition')}, not service_healthy")
+    # The distroless images probe themselves: the healthcheck runs the binary
+    # the Dockerfile installs, with its `probe` subcommand.
+    dockerfile = Path("Dockerfile").read_text()
+    for name in ["ponger", "pinger"]:
+        test = (svcs[name].get("healthcheck") or {}).get("test", [])
+        binary = f"/usr/local/bin/{name}"
+        if test[:3] != ["CMD", binary, "probe"]:
+            fail(f"compose: {name} healthcheck is not [CMD, {binary}, probe, ...]: {test}")
+        if f"COPY --from=build /out/{name} {binary}" not in dockerfile:
+            fail(f"Dockerfile: {name} is not installed as {binary}")
     if "${PONGER_TAG:-initial}" not in svcs["ponger"]["image"]:
         fail("compose: ponger image does not follow PONGER_TAG (default initial)")
     args = svcs["prometheus"].get("command", [])
