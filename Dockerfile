@@ -6,8 +6,10 @@
 # `docker buildx bake` (docker-bake.hcl) builds and tags all of them; a single
 # image is `docker build --target ponger-errors -t ponger:errors .`.
 
-ARG RUST_IMAGE=rust:1.95-slim-bookworm
-ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# Builder and runtime on the same Debian release (13, trixie), so that the
+# binary's glibc symbols exist at run time.
+ARG RUST_IMAGE=rust:1.95-slim-trixie
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 
 # checkov:skip=CKV_DOCKER_7:the image is the ARG RUST_IMAGE, whose default above pins rust:1.95; checkov cannot resolve ARGs
 FROM ${RUST_IMAGE} AS build

@@ -9,7 +9,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -92,9 +92,24 @@ def check_compose():
                 fail(f"compose: {name} depends_on {dep} without a condition")
             elif cond["condition"] == "service_healthy" and "healthcheck" not in svcs[dep]:
                 fail(f"compose: {name} waits for {dep} to be healthy but {dep} has no healthcheck")
-    for name in ["prometheus", "grafana"]:
-        if "healthcheck" not in svcs.get(name, {}):
+    # Every service has a healthcheck (`docker compose up --wait` reports a
+    # healthy stack only then) and whatever waits on one waits for healthy.
+    for name, s in svcs.items():
+        if "healthcheck" not in s:
             fail(f"compose: {name} has no healthcheck")
+        for dep, cond in (s.get("depends_on") or {}).items():
+            if isinstance(cond, dict) and cond.get("condition") != "service_healthy":
+                fail(f"compose: {name} depends_on {dep} with {cond.get('condition')}, not service_healthy")
+    # The distroless images probe themselves: the healthcheck runs the binary
+    # the Dockerfile installs, with its `probe` subcommand.
+    dockerfile = Path("Dockerfile").read_text()
+    for name in ["ponger", "pinger"]:
+        test = (svcs[name].get("healthcheck") or {}).get("test", [])
+        binary = f"/usr/local/bin/{name}"
+        if test[:3] != ["CMD", binary, "probe"]:
+            fail(f"compose: {name} healthcheck is not [CMD, {binary}, probe, ...]: {test}")
+        if f"COPY --from=build /out/{name} {binary}" not in dockerfile:
+            fail(f"Dockerfile: {name} is not installed as {binary}")
     if "${PONGER_TAG:-initial}" not in svcs["ponger"]["image"]:
         fail("compose: ponger image does not follow PONGER_TAG (default initial)")
     args = svcs["prometheus"].get("command", [])
@@ -409,8 +424,11 @@ run "Grafana dashboards are valid JSON with sane panels; datasources link exempl
 build_overlays() {
   kubectl kustomize k8s/overlays/canary >"$WORK/canary.yaml" &&
     kubectl kustomize k8s/overlays/bluegreen >"$WORK/bluegreen.yaml" &&
-    kubectl kustomize k8s >"$WORK/default.yaml" &&
-    cmp -s "$WORK/default.yaml" "$WORK/canary.yaml" || { echo "k8s/ does not build the canary overlay"; return 1; }
+    kubectl kustomize k8s >"$WORK/default.yaml" || return 1
+  if ! cmp -s "$WORK/default.yaml" "$WORK/canary.yaml"; then
+    echo "k8s/ does not build the canary overlay"
+    return 1
+  fi
 }
 run "kubectl kustomize k8s/overlays/{canary,bluegreen} and k8s/ (= canary)" build_overlays
 
@@ -427,6 +445,13 @@ validate_strict() {
   return $status
 }
 run "kubernetes-validate --strict (core kinds + Rollout pod templates)" validate_strict
+argo_schemas() {
+  python3 scripts/validate-argo-objects.py --self-test &&
+    python3 scripts/validate-argo-objects.py k8s/base k8s/overlays/canary k8s/overlays/bluegreen \
+      scenarios/analysis/blended-analysis.yaml
+}
+run "Argo objects (base, both overlays, blended analysis) against the vendored v1.9.1 CRD schemas, unknown fields refused" \
+  argo_schemas
 run "restricted Pod Security, probes, resources; Rollout/AnalysisTemplate structure" \
   "${CHECK[@]}" k8s "$WORK/canary.yaml" "$WORK/bluegreen.yaml"
 

@@ -6,10 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-initial}"
 
-cargo build --release --locked -q -p ponger -p pinger
-./target/release/ponger --profile "$profile" --listen 127.0.0.1:8080 --drain-delay 0s &
+# DEMO_PROFILE=dev uses a debug build (scripts/doc-blocks.py does, to reuse
+# what scripts/test.sh built); release by default.
+cargo_profile="${DEMO_PROFILE:-release}"
+bin_dir="target/$([ "$cargo_profile" = dev ] && echo debug || echo "$cargo_profile")"
+cargo build --profile "$cargo_profile" --locked -q -p ponger -p pinger
+"./$bin_dir/ponger" --profile "$profile" --listen 127.0.0.1:8080 --drain-delay 0s &
 ponger=$!
-./target/release/pinger --target http://127.0.0.1:8080/ping --listen 127.0.0.1:8081 &
+"./$bin_dir/pinger" --target http://127.0.0.1:8080/ping --listen 127.0.0.1:8081 &
 pinger=$!
 trap 'kill -TERM $pinger $ponger 2>/dev/null; wait' INT TERM EXIT
 

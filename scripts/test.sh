@@ -19,6 +19,9 @@ cargo build --workspace --bins --locked
 echo "== deployment assets, validated offline (kustomize, kubernetes-validate, hadolint, compose, promtool, yamllint, checkov)"
 scripts/check-deploy.sh
 
+echo "== journeys: shellcheck, actionlint, zizmor, every documented command run or marked"
+scripts/check-journeys.sh
+
 echo "== benchmarks, once each in debug, so the harness keeps working (scripts/bench.sh measures)"
 cargo test -p pingpong-bench --benches --locked
 

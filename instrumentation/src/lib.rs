@@ -18,6 +18,7 @@
 //! - [`cli`]: one-line configuration errors shared by both binaries.
 //! - [`otel_env`]: the `OTEL_BSP_*` and `OTEL_TRACES_SAMPLER*` variables, checked.
 //! - [`redact`]: credentials kept out of logs and spans.
+//! - [`probe`]: the `probe` subcommand, a health check for images without curl.
 
 pub mod cli;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod exposition;
 pub mod http_method;
 pub mod metrics;
 pub mod otel_env;
+pub mod probe;
 pub mod redact;
 pub mod serve;
 pub mod server;

@@ -14,6 +14,10 @@ use reqwest::Url;
 #[derive(Clone, Debug, Parser)]
 #[command(name = "pinger", version)]
 pub struct Config {
+    /// `pinger probe`: a health check of a running pinger (see instrumentation::probe).
+    #[command(subcommand)]
+    pub command: Option<instrumentation::probe::Subcommand>,
+
     /// Address to serve /metrics and /healthz on.
     #[arg(long, env = "PINGER_LISTEN", default_value = "0.0.0.0:8081", value_name = "ADDRESS",
           value_parser = parse_listen_address)]

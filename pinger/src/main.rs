@@ -2,13 +2,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use instrumentation::cli::parse_or_exit;
+use instrumentation::probe::{Subcommand, default_url};
 use instrumentation::serve::ConnectionLimits;
 use instrumentation::shutdown::ShutdownSignals;
 use pinger::app::Pinger;
 use pinger::config::Config;
 
 fn main() -> ExitCode {
-    let config = parse_or_exit::<Config>();
+    let mut config = parse_or_exit::<Config>();
+    if let Some(Subcommand::Probe(probe)) = config.command.take() {
+        return instrumentation::probe::run(
+            "pinger",
+            &probe,
+            default_url(config.listen, "/healthz"),
+        );
+    }
     instrumentation::telemetry::run_service("pinger", env!("CARGO_PKG_VERSION"), Vec::new(), || {
         run(config)
     })

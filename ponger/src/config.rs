@@ -13,6 +13,10 @@ use crate::profile::{LatencyMix, Profile, ProfileName, SuccessProbability};
 #[derive(Debug, Parser)]
 #[command(name = "ponger", disable_version_flag = true)]
 pub struct Cli {
+    /// `ponger probe`: a health check of a running ponger (see instrumentation::probe).
+    #[command(subcommand)]
+    pub command: Option<instrumentation::probe::Subcommand>,
+
     /// Address to serve /ping, /metrics, /healthz and /readyz on.
     #[arg(long, env = "PONGER_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDRESS",
           value_parser = parse_listen_address)]

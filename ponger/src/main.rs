@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use instrumentation::cli::parse_or_exit;
+use instrumentation::probe::{Subcommand, default_url};
 use instrumentation::serve::ConnectionLimits;
 use instrumentation::shutdown::ShutdownSignals;
 use ponger::app::{Pong, router};
@@ -8,7 +9,11 @@ use ponger::config::{Cli, Config};
 use ponger::shutdown::ShutdownBudget;
 
 fn main() -> ExitCode {
-    let config = Config::from(parse_or_exit::<Cli>());
+    let mut cli = parse_or_exit::<Cli>();
+    if let Some(Subcommand::Probe(probe)) = cli.command.take() {
+        return instrumentation::probe::run("ponger", &probe, default_url(cli.listen, "/readyz"));
+    }
+    let config = Config::from(cli);
     let version = config.version.clone();
     let profile = config.profile.attributes();
     instrumentation::telemetry::run_service("ponger", &version, profile, || serve(config))

@@ -13,6 +13,7 @@ pub mod html;
 pub mod lb;
 pub mod manifests;
 pub mod plan;
+pub mod prerequisites;
 pub mod procs;
 pub mod prom;
 pub mod rehearsal;

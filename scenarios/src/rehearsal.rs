@@ -175,13 +175,7 @@ pub async fn rehearse(options: Options) -> Result<Report, Failure> {
     let pinger = binary(&bin_dir, "pinger")?;
     let prometheus_bin = match &options.prometheus {
         Some(path) => path.clone(),
-        None => procs::on_path("prometheus").ok_or_else(|| {
-            Failure::Runtime(
-                "prometheus is not on PATH: install it (Debian/Ubuntu: `sudo apt-get install prometheus`; \
-                 elsewhere https://prometheus.io/download/) or pass --prometheus <path>"
-                    .to_owned(),
-            )
-        })?,
+        None => crate::prerequisites::find_or_install_prometheus().map_err(Failure::Runtime)?,
     };
 
     let dir = tempfile::Builder::new()

@@ -147,10 +147,16 @@ fn a_missing_prometheus_names_how_to_install_it() {
     command.env("PATH", "/nonexistent");
     let finished = run(command, QUICK);
     assert_eq!(finished.code, Some(1), "{}", finished.stderr);
+    // No apt-get on this PATH either: the one thing to do is named (with
+    // apt-get, as root or with sudo, the rehearsal installs the package; see
+    // scenarios::prerequisites).
+    let message = finished.stderr.trim();
+    assert_eq!(message.lines().count(), 1, "one line: {message}");
     assert!(
-        finished.stderr.contains("apt-get install prometheus"),
-        "{}",
-        finished.stderr
+        message.contains("prometheus is not on PATH")
+            && message.contains("https://prometheus.io/download/")
+            && message.contains("--prometheus <path>"),
+        "{message}"
     );
 }
 

@@ -215,8 +215,11 @@ fn every_referenced_file_manifest_image_and_service_exists() {
             );
         }
         // compose services switched by hand exist.
-        for (index, _) in text.match_indices("docker compose up -d ") {
-            let service = text[index + 21..]
+        for (index, pattern) in text
+            .match_indices("docker compose up -d ")
+            .chain(text.match_indices("docker compose up --wait "))
+        {
+            let service = text[index + pattern.len()..]
                 .split_whitespace()
                 .next()
                 .unwrap_or_default();

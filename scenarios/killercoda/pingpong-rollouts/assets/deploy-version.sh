@@ -2,7 +2,8 @@
 # deploy-version.sh <initial|errors|slow|best>: changes the ponger Rollout's
 # image and its version label together, as README.md does.
 set -euo pipefail
-source /root/pingpong-env.sh
+# shellcheck source=pingpong-env.sh
+source "${HOME:-/root}/pingpong-env.sh"
 version="${1:?usage: deploy-version.sh initial|errors|slow|best}"
 case "$version" in
   initial|errors|slow|best) ;;
