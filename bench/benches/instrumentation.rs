@@ -20,10 +20,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::hint::black_box;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::{BenchmarkId, Criterion, Throughput};
 use instrumentation::exposition::{Format, encode};
 use instrumentation::metrics::{
     HttpServerMetrics, ProcessCollector, ServerLabels, TraceExemplar, register_build_info,
@@ -119,6 +120,35 @@ fn ponger_registry() -> Registry {
     registry
 }
 
+/// `iters` records on each of `threads` threads released together; the wall
+/// time until the last one finishes.
+fn record_on_threads(
+    metrics: &HttpServerMetrics,
+    threads: u64,
+    iters: u64,
+    span_context: &SpanContext,
+) -> Duration {
+    let start = Barrier::new(threads as usize + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    for _ in 0..iters {
+                        record_request(metrics, black_box("/ping"), black_box(200), span_context);
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for worker in workers {
+            let _ = worker.join();
+        }
+        began.elapsed()
+    })
+}
+
 fn allocations_per_call(mut call: impl FnMut()) -> f64 {
     const CALLS: u64 = 10_000;
     call(); // the first call creates the series
@@ -173,6 +203,21 @@ fn benches(c: &mut Criterion) {
         });
         busy.store(false, Ordering::Relaxed);
     });
+
+    // Scaling without a bigger machine: 1, 2 and 4 threads record into the
+    // same series at once (4 is more threads than this machine's 2 cores, to
+    // show that oversubscription degrades gracefully). One iteration is one
+    // record on every thread; the time is the wall time from a common start
+    // until the last thread is done, so perfect scaling keeps it flat up to
+    // the number of cores.
+    let mut contention = c.benchmark_group("record_contention");
+    for threads in [1_u64, 2, 4] {
+        contention.throughput(Throughput::Elements(threads));
+        contention.bench_function(BenchmarkId::new("unsampled_threads", threads), |b| {
+            b.iter_custom(|iters| record_on_threads(&metrics, threads, iters, &unsampled))
+        });
+    }
+    contention.finish();
 
     let registry = ponger_registry();
     c.bench_function("encode/openmetrics", |b| {
