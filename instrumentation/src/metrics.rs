@@ -13,9 +13,8 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelKey, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
 };
 use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -72,13 +71,9 @@ fn encode_label(
     value_encoder.finish()
 }
 
-type Counter = CounterWithExemplar<TraceExemplar>;
-type Histogram = HistogramWithExemplars<TraceExemplar>;
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+mod lockfree;
 
-fn latency_histogram() -> Histogram {
-    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
-}
+pub use lockfree::{ExemplarCounter, LatencyHistogram, ShardedGauge};
 
 /// The label value for a request's outcome: the status code, or why no
 /// response came.
@@ -203,11 +198,11 @@ struct RequestMetricNames {
 /// and an in-flight gauge by `G`: the shape both sides share.
 #[derive(Clone, Debug)]
 struct RequestMetrics<L, G> {
-    requests: Family<L, Counter>,
-    duration: HistogramFamily<L>,
-    in_flight: Family<G, Gauge>,
-    outcomes: SeriesCache<L, (Counter, Histogram)>,
-    in_flight_series: SeriesCache<G, Gauge>,
+    requests: Family<L, ExemplarCounter>,
+    duration: Family<L, LatencyHistogram>,
+    in_flight: Family<G, ShardedGauge>,
+    outcomes: SeriesCache<L, (ExemplarCounter, LatencyHistogram)>,
+    in_flight_series: SeriesCache<G, ShardedGauge>,
 }
 
 /// The handles of the series recorded so far, found by comparing label sets
@@ -276,7 +271,7 @@ where
     fn register(registry: &mut Registry, names: &RequestMetricNames) -> Self {
         let metrics = Self {
             requests: Family::default(),
-            duration: Family::new_with_constructor(latency_histogram),
+            duration: Family::default(),
             in_flight: Family::default(),
             outcomes: SeriesCache::new(),
             in_flight_series: SeriesCache::new(),
@@ -306,7 +301,7 @@ where
         let gauge = self.in_flight_series.with(
             label,
             || (label.clone(), self.in_flight.get_or_create_owned(label)),
-            Gauge::clone,
+            ShardedGauge::clone,
         );
         gauge.inc();
         InFlight(gauge)
@@ -327,18 +322,7 @@ where
             },
             |(requests, duration)| {
                 duration.observe(elapsed.as_secs_f64(), exemplar, now);
-                match exemplar {
-                    Some(exemplar) => {
-                        requests.inc_by(1, Some(exemplar), now);
-                    }
-                    // `inc_by` with no exemplar would erase the last one: with
-                    // ratio sampling, the counter would almost never show one.
-                    None => {
-                        requests
-                            .inner()
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
+                requests.inc_by(1, exemplar, now);
             },
         );
     }
@@ -451,7 +435,7 @@ impl HttpClientMetrics {
 
 /// Decrements its in-flight gauge when dropped.
 #[derive(Debug)]
-pub struct InFlight(Gauge);
+pub struct InFlight(ShardedGauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
