@@ -240,25 +240,23 @@ impl<K: Eq, V> SeriesCache<K, V> {
     }
 
     /// The cached value for `key`, or `create`'s, which is cached if a slot
-    /// is free (and returned all the same otherwise).
-    fn with<T>(
-        &self,
-        key: &K,
-        create: impl FnOnce() -> (K, V),
-        use_value: impl FnOnce(&V) -> T,
-    ) -> T {
+    /// is free (and returned owned otherwise).
+    fn get(&self, key: &K, create: impl FnOnce() -> (K, V)) -> Cow<'_, V>
+    where
+        V: Clone,
+    {
         if let Some(value) = self.find(key) {
-            return use_value(value);
+            return Cow::Borrowed(value);
         }
         // One writer at a time, so that a key is cached once.
         let _filling = self.filling.lock();
         if let Some(value) = self.find(key) {
-            return use_value(value);
+            return Cow::Borrowed(value);
         }
         let (key, value) = create();
         match self.slots.iter().find(|slot| slot.get().is_none()) {
-            Some(slot) => use_value(&slot.get_or_init(|| (key, value)).1),
-            None => use_value(&value),
+            Some(slot) => Cow::Borrowed(&slot.get_or_init(|| (key, value)).1),
+            None => Cow::Owned(value),
         }
     }
 }
@@ -297,12 +295,12 @@ where
 
     /// Marks a request as in flight until the returned guard is dropped, so a
     /// request abandoned half-way is not counted forever.
-    fn start(&self, label: &G) -> InFlight {
-        let gauge = self.in_flight_series.with(
-            label,
-            || (label.clone(), self.in_flight.get_or_create_owned(label)),
-            ShardedGauge::clone,
-        );
+    fn start(&self, label: &G) -> InFlight<'_> {
+        // Borrowed, not cloned: an `Arc` count written by every request on
+        // every core would bounce between their caches as a lock would.
+        let gauge = self.in_flight_series.get(label, || {
+            (label.clone(), self.in_flight.get_or_create_owned(label))
+        });
         gauge.inc();
         InFlight(gauge)
     }
@@ -311,20 +309,15 @@ where
         // Only exemplars get a timestamp: Prometheus shows it as the time of the
         // sample that links to the trace.
         let now = exemplar.as_ref().map(|_| SystemTime::now());
-        self.outcomes.with(
-            labels,
-            || {
-                let handles = (
-                    self.requests.get_or_create_owned(labels),
-                    self.duration.get_or_create_owned(labels),
-                );
-                (labels.clone(), handles)
-            },
-            |(requests, duration)| {
-                duration.observe(elapsed.as_secs_f64(), exemplar, now);
-                requests.inc_by(1, exemplar, now);
-            },
-        );
+        let (requests, duration) = &*self.outcomes.get(labels, || {
+            let handles = (
+                self.requests.get_or_create_owned(labels),
+                self.duration.get_or_create_owned(labels),
+            );
+            (labels.clone(), handles)
+        });
+        duration.observe(elapsed.as_secs_f64(), exemplar, now);
+        requests.inc_by(1, exemplar, now);
     }
 }
 
@@ -348,7 +341,7 @@ impl HttpServerMetrics {
     }
 
     /// Marks a request to `handler` as in flight until the guard is dropped.
-    pub fn start(&self, handler: Cow<'static, str>) -> InFlight {
+    pub fn start(&self, handler: Cow<'static, str>) -> InFlight<'_> {
         self.0.start(&HandlerLabel { handler })
     }
 
@@ -419,7 +412,7 @@ impl HttpClientMetrics {
     }
 
     /// Marks a request to `target` as in flight until the guard is dropped.
-    pub fn start(&self, target: Cow<'static, str>) -> InFlight {
+    pub fn start(&self, target: Cow<'static, str>) -> InFlight<'_> {
         self.0.start(&TargetLabel { target })
     }
 
@@ -435,9 +428,9 @@ impl HttpClientMetrics {
 
 /// Decrements its in-flight gauge when dropped.
 #[derive(Debug)]
-pub struct InFlight(ShardedGauge);
+pub struct InFlight<'a>(Cow<'a, ShardedGauge>);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -229,7 +229,7 @@ struct Finish {
     instrumentation: &'static Instrumentation,
     handler: Cow<'static, str>,
     method: Cow<'static, str>,
-    in_flight: InFlight,
+    in_flight: InFlight<'static>,
     exemplar: Option<TraceExemplar>,
     /// For a sampled request only.
     trace_response: Option<TraceResponse>,
