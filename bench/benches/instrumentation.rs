@@ -6,6 +6,8 @@
 //! flight, build the exemplar from the span context, observe the latency
 //! histogram (with exemplar), increment the counter (with exemplar) and leave
 //! the in-flight gauge. Label lookup in the metric families is included.
+//! `record/unsampled_while_another_core_records` and `record_contention/*`
+//! show what recording into the same series from several threads costs.
 //!
 //! `encode/*` encodes the ponger's default page: the same registry (server
 //! metrics, build info, process collector) holding the series a running ponger
