@@ -73,7 +73,7 @@ fn encode_label(
 
 mod lockfree;
 
-pub use lockfree::{ExemplarCounter, LatencyHistogram, ShardedGauge};
+use lockfree::{ExemplarCounter, LatencyHistogram, ShardedGauge};
 
 /// The label value for a request's outcome: the status code, or why no
 /// response came.
