@@ -192,6 +192,105 @@ struct RequestMetricNames {
     duration_help: &'static str,
     in_flight: &'static str,
     in_flight_help: &'static str,
+    /// Registered as a counter, which the encoders suffix with `_total`.
+    series_overflow: &'static str,
+}
+
+/// The most series one request metric family holds. Labels are bounded at
+/// their source (route templates, `_OTHER` methods, status codes); this cap
+/// is the defence in depth should one of them not be: beyond it, new label
+/// sets fold into one overflow series instead of growing the page without
+/// bound, and the fold is counted.
+///
+/// A latency histogram series is 24 samples, so 128 label sets keep a page
+/// near 3,300 samples, inside the scrape `sample_limit` (5,000) of
+/// `prometheus/prometheus.yml`; the ponger's routes allow about 47.
+pub const MAX_SERIES_PER_FAMILY: usize = 128;
+
+// A label set folded into the overflow series must never be cached, or its
+// later observations would not be counted as folded: the cache fills first.
+const _: () = assert!(MAX_CACHED_SERIES < MAX_SERIES_PER_FAMILY);
+
+/// The label value of every label of the overflow series.
+pub const OVERFLOW_LABEL: &str = "_overflow";
+
+/// Label sets that have an overflow series.
+trait Overflow {
+    fn overflow() -> Self;
+}
+
+impl Overflow for ServerLabels {
+    fn overflow() -> Self {
+        Self {
+            handler: Cow::Borrowed(OVERFLOW_LABEL),
+            method: Cow::Borrowed(OVERFLOW_LABEL),
+            code: Cow::Borrowed(OVERFLOW_LABEL),
+        }
+    }
+}
+
+impl Overflow for ClientLabels {
+    fn overflow() -> Self {
+        Self {
+            target: Cow::Borrowed(OVERFLOW_LABEL),
+            method: Cow::Borrowed(OVERFLOW_LABEL),
+            code: Cow::Borrowed(OVERFLOW_LABEL),
+        }
+    }
+}
+
+impl Overflow for HandlerLabel {
+    fn overflow() -> Self {
+        Self {
+            handler: Cow::Borrowed(OVERFLOW_LABEL),
+        }
+    }
+}
+
+impl Overflow for TargetLabel {
+    fn overflow() -> Self {
+        Self {
+            target: Cow::Borrowed(OVERFLOW_LABEL),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FamilyLabel {
+    family: &'static str,
+}
+
+/// The series count of one family and the names its overflow is counted by.
+#[derive(Clone, Debug)]
+struct SeriesBudget {
+    series: Arc<std::sync::atomic::AtomicUsize>,
+    family: &'static str,
+    overflow: Family<FamilyLabel, prometheus_client::metrics::counter::Counter>,
+}
+
+impl SeriesBudget {
+    /// The labels to record under: `labels` if the family has the series or
+    /// room for it, else the overflow series' (and the fold is counted).
+    fn admit<'l, K: Overflow + Clone>(&self, labels: &'l K, exists: bool) -> Cow<'l, K> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let admitted = exists
+            || self
+                .series
+                .fetch_update(Relaxed, Relaxed, |n| {
+                    (n < MAX_SERIES_PER_FAMILY).then_some(n + 1)
+                })
+                .is_ok();
+        if admitted {
+            Cow::Borrowed(labels)
+        } else {
+            self.overflow
+                .get_or_create(&FamilyLabel {
+                    family: self.family,
+                })
+                .inc();
+            Cow::Owned(K::overflow())
+        }
+    }
 }
 
 /// A request counter and latency histogram (both with exemplars) by `L`,
@@ -203,6 +302,8 @@ struct RequestMetrics<L, G> {
     in_flight: Family<G, ShardedGauge>,
     outcomes: SeriesCache<L, (ExemplarCounter, LatencyHistogram)>,
     in_flight_series: SeriesCache<G, ShardedGauge>,
+    request_budget: SeriesBudget,
+    in_flight_budget: SeriesBudget,
 }
 
 /// The handles of the series recorded so far, found by comparing label sets
@@ -263,17 +364,50 @@ impl<K: Eq, V> SeriesCache<K, V> {
 
 impl<L, G> RequestMetrics<L, G>
 where
-    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
-    G: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    L: Overflow
+        + EncodeLabelSet
+        + Clone
+        + std::hash::Hash
+        + Eq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    G: Overflow
+        + EncodeLabelSet
+        + Clone
+        + std::hash::Hash
+        + Eq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     fn register(registry: &mut Registry, names: &RequestMetricNames) -> Self {
+        // One overflow counter for the side, by family.
+        let overflow = Family::default();
         let metrics = Self {
             requests: Family::default(),
             duration: Family::default(),
             in_flight: Family::default(),
             outcomes: SeriesCache::new(),
             in_flight_series: SeriesCache::new(),
+            request_budget: SeriesBudget {
+                series: Arc::default(),
+                family: names.requests,
+                overflow: overflow.clone(),
+            },
+            in_flight_budget: SeriesBudget {
+                series: Arc::default(),
+                family: names.in_flight,
+                overflow: overflow.clone(),
+            },
         };
+        registry.register(
+            names.series_overflow,
+            "Observations folded into the overflow series (every label _overflow) because their family already held its most series, by family",
+            overflow,
+        );
         registry.register(
             names.requests,
             names.requests_help,
@@ -293,13 +427,27 @@ where
         metrics
     }
 
+    /// The counter and histogram of a label set (or of the overflow series).
+    fn outcome_series(&self, labels: &L) -> (ExemplarCounter, LatencyHistogram) {
+        let series = self
+            .request_budget
+            .admit(labels, self.requests.get(labels).is_some());
+        (
+            self.requests.get_or_create_owned(&series),
+            self.duration.get_or_create_owned(&series),
+        )
+    }
+
     /// Marks a request as in flight until the returned guard is dropped, so a
     /// request abandoned half-way is not counted forever.
     fn start(&self, label: &G) -> InFlight<'_> {
         // Borrowed, not cloned: an `Arc` count written by every request on
         // every core would bounce between their caches as a lock would.
         let gauge = self.in_flight_series.get(label, || {
-            (label.clone(), self.in_flight.get_or_create_owned(label))
+            let series = self
+                .in_flight_budget
+                .admit(label, self.in_flight.get(label).is_some());
+            (label.clone(), self.in_flight.get_or_create_owned(&series))
         });
         gauge.inc();
         InFlight(gauge)
@@ -309,13 +457,9 @@ where
         // Only exemplars get a timestamp: Prometheus shows it as the time of the
         // sample that links to the trace.
         let now = exemplar.as_ref().map(|_| SystemTime::now());
-        let (requests, duration) = &*self.outcomes.get(labels, || {
-            let handles = (
-                self.requests.get_or_create_owned(labels),
-                self.duration.get_or_create_owned(labels),
-            );
-            (labels.clone(), handles)
-        });
+        let (requests, duration) = &*self
+            .outcomes
+            .get(labels, || (labels.clone(), self.outcome_series(labels)));
         duration.observe(elapsed.as_secs_f64(), exemplar, now);
         requests.inc_by(1, exemplar, now);
     }
@@ -336,6 +480,7 @@ impl HttpServerMetrics {
                 duration_help: "Time from receiving an HTTP request to sending its response headers",
                 in_flight: "http_requests_in_flight",
                 in_flight_help: "HTTP requests being served right now, by route template",
+                series_overflow: "http_series_overflow",
             },
         ))
     }
@@ -369,12 +514,16 @@ impl HttpServerMetrics {
                 method: Cow::Borrowed(method),
                 code: status_label(code),
             };
-            self.0.requests.get_or_create_owned(&labels);
-            self.0.duration.get_or_create_owned(&labels);
+            self.0.outcome_series(&labels);
         }
-        self.0.in_flight.get_or_create_owned(&HandlerLabel {
+        let handler = HandlerLabel {
             handler: Cow::Borrowed(handler),
-        });
+        };
+        let series = self
+            .0
+            .in_flight_budget
+            .admit(&handler, self.0.in_flight.get(&handler).is_some());
+        self.0.in_flight.get_or_create_owned(&series);
     }
 }
 
@@ -407,6 +556,7 @@ impl HttpClientMetrics {
                 duration_help: "Time from sending an HTTP request to receiving its whole response, or to giving up",
                 in_flight: "http_client_requests_in_flight",
                 in_flight_help: "HTTP requests awaiting their response, by target service",
+                series_overflow: "http_client_series_overflow",
             },
         ))
     }
@@ -569,6 +719,67 @@ mod tests {
             text.lines().any(|line| line.starts_with(
                 r#"http_requests_total{handler="/ping",method="GET",code="200"} 1 "#
             ) && line.contains(r#"# {trace_id="0af7651916cd43dd8448eb211c80319c",span_id="00f067aa0ba902b7"} 1"#)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn series_beyond_the_cap_fold_into_one_overflow_series_and_are_counted() {
+        let mut registry = Registry::default();
+        let metrics = HttpServerMetrics::register(&mut registry);
+        let folded = 150;
+        let codes = (100..).take(MAX_SERIES_PER_FAMILY + folded);
+        for code in codes {
+            let labels = ServerLabels {
+                handler: handler_label("/ping"),
+                method: Cow::Borrowed("GET"),
+                code: status_label(code),
+            };
+            metrics.record(&labels, Duration::from_millis(3), None);
+        }
+        let text = crate::exposition::encode(&registry, crate::exposition::Format::OpenMetrics)
+            .expect("encodes");
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("http_requests_total{"))
+            .collect();
+        assert_eq!(requests.len(), MAX_SERIES_PER_FAMILY + 1, "{text}");
+        assert!(
+            requests.contains(&format!(
+                r#"http_requests_total{{handler="_overflow",method="_overflow",code="_overflow"}} {folded}"#
+            )
+            .as_str()),
+            "{text}"
+        );
+        let counted: u64 = requests
+            .iter()
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(counted, (MAX_SERIES_PER_FAMILY + folded) as u64);
+        assert_eq!(
+            text.lines()
+                .filter(|line| line.starts_with("http_request_duration_seconds_count{"))
+                .count(),
+            MAX_SERIES_PER_FAMILY + 1
+        );
+        assert!(
+            text.lines().any(|line| line
+                == format!(r#"http_series_overflow_total{{family="http_requests"}} {folded}"#)),
+            "{text}"
+        );
+        // A series that already exists is still recorded under its own labels.
+        let first = ServerLabels {
+            handler: handler_label("/ping"),
+            method: Cow::Borrowed("GET"),
+            code: status_label(100),
+        };
+        metrics.record(&first, Duration::from_millis(3), None);
+        let text = crate::exposition::encode(&registry, crate::exposition::Format::OpenMetrics)
+            .expect("encodes");
+        assert!(
+            text.lines()
+                .any(|line| line
+                    == r#"http_requests_total{handler="/ping",method="GET",code="100"} 2"#),
             "{text}"
         );
     }
