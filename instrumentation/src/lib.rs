@@ -8,6 +8,7 @@
 //! - [`client`]: a reqwest wrapper that counts, times and traces each outgoing request
 //!   and propagates W3C trace context.
 //! - [`telemetry`]: logging to stderr and OpenTelemetry tracing configured by `OTEL_*`.
+//! - [`otlp`]: the span exporter's `OTEL_EXPORTER_OTLP_*` settings (HTTP or gRPC, TLS).
 //! - [`shutdown`]: SIGTERM/SIGINT handling with a second signal meaning "hurry".
 //! - [`cli`]: one-line configuration errors shared by both binaries.
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod exposition;
 pub mod metrics;
+pub mod otlp;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
