@@ -525,7 +525,9 @@ mod tests {
     }
 
     fn error(vars: &[(&str, &str)]) -> String {
-        settings(vars).expect_err("a configuration error").to_string()
+        settings(vars)
+            .expect_err("a configuration error")
+            .to_string()
     }
 
     #[test]
@@ -557,6 +559,7 @@ mod tests {
         assert_eq!(traces.endpoint.variable, TRACES_ENDPOINT);
     }
 
+    #[cfg(feature = "grpc")]
     #[test]
     fn grpc_endpoints_are_used_as_given_and_insecure_decides_a_missing_scheme() {
         let grpc = |vars: &[(&str, &str)]| {
@@ -585,7 +588,9 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_variable_and_the_accepted_form() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // The variables, the variable named, the accepted form quoted.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
             (
                 &[(ENDPOINT, "ftp://x")],
                 ENDPOINT,
@@ -599,7 +604,10 @@ mod tests {
             ),
             (&[(ENDPOINT, "http://")], ENDPOINT, "http://localhost:4318"),
             (
-                &[(ENDPOINT, "http://x"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpcc")],
+                &[
+                    (ENDPOINT, "http://x"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpcc"),
+                ],
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
                 "http/protobuf",
             ),
@@ -612,12 +620,18 @@ mod tests {
                 "http/protobuf",
             ),
             (
-                &[(ENDPOINT, "http://x"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")],
+                &[
+                    (ENDPOINT, "http://x"),
+                    ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+                ],
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
                 "milliseconds",
             ),
             (
-                &[(ENDPOINT, "http://x"), ("OTEL_EXPORTER_OTLP_INSECURE", "yes")],
+                &[
+                    (ENDPOINT, "http://x"),
+                    ("OTEL_EXPORTER_OTLP_INSECURE", "yes"),
+                ],
                 "OTEL_EXPORTER_OTLP_INSECURE",
                 "true or false",
             ),

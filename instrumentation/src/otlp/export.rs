@@ -105,7 +105,10 @@ fn rustls_config(settings: &ExportSettings) -> Result<rustls::ClientConfig, Otlp
     let mut roots = rustls::RootCertStore::empty();
     let identity = match &settings.tls {
         None => None,
-        Some(TlsSettings { roots: trusted, identity }) => {
+        Some(TlsSettings {
+            roots: trusted,
+            identity,
+        }) => {
             let certificates = match trusted {
                 TrustedRoots::Platform(certificates) => certificates,
                 TrustedRoots::File { certificates, .. } => certificates,

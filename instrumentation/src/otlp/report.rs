@@ -22,6 +22,9 @@ pub(crate) enum Cause {
     Timeout,
     /// The host name did not resolve.
     Dns,
+    /// The connection broke (closed, reset); with TLS 1.3 also how a server
+    /// that refuses the client's certificate may show.
+    Connection,
     /// The collector answered with an error status.
     Rejected,
     Other,
@@ -33,8 +36,7 @@ impl Cause {
     /// whose messages these are.
     pub(crate) fn of(description: &str) -> Self {
         let text = description.to_ascii_lowercase();
-        if text.contains("certificate") || text.contains("unknownissuer") || text.contains("tls")
-        {
+        if text.contains("certificate") || text.contains("unknownissuer") || text.contains("tls") {
             Self::Certificate
         } else if text.contains("connection refused") {
             Self::Refused
@@ -46,6 +48,12 @@ impl Cause {
             Self::Timeout
         } else if text.contains("dns") || text.contains("failed to lookup address") {
             Self::Dns
+        } else if text.contains("transport error")
+            || text.contains("connection error")
+            || text.contains("broken pipe")
+            || text.contains("connection reset")
+        {
+            Self::Connection
         } else if text.contains("status code") || text.contains("grpc code") {
             Self::Rejected
         } else {
@@ -59,6 +67,7 @@ impl Cause {
             Self::Refused => "refused",
             Self::Timeout => "timeout",
             Self::Dns => "dns",
+            Self::Connection => "connection",
             Self::Rejected => "rejected",
             Self::Other => "other",
         }
@@ -192,8 +201,13 @@ mod tests {
                 "dns error: failed to lookup address information",
                 Cause::Dns,
             ),
+            ("HTTP export failed with status code: 503", Cause::Rejected),
             (
-                "HTTP export failed with status code: 503",
+                "gRPC code: Unknown: transport error: connection error: stream closed because of a broken pipe",
+                Cause::Connection,
+            ),
+            (
+                "gRPC code: Unavailable: the service is overloaded",
                 Cause::Rejected,
             ),
             ("something else", Cause::Other),
