@@ -180,7 +180,6 @@ pub enum TrustedRoots {
 }
 
 /// A client certificate chain and its private key, parsed and as PEM text.
-#[derive(Debug)]
 pub struct ClientIdentity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
@@ -188,6 +187,17 @@ pub struct ClientIdentity {
     pub key_pem: Vec<u8>,
     /// The variable that named the key, for errors about the pair.
     pub key_variable: &'static str,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    /// Never the key.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ClientIdentity")
+            .field("certificates", &self.chain.len())
+            .field("key_variable", &self.key_variable)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads environment variables; a test passes a map instead of the process's.
