@@ -163,6 +163,28 @@ fn grpc_over_mutual_tls_receives_the_spans() {
 }
 
 #[test]
+fn a_grpc_endpoint_without_a_scheme_is_plain_text_when_insecure_is_true() {
+    let receiver = OtlpReceiver::serve(OtlpTransport::Grpc, None);
+    let endpoint = receiver.endpoint().replace("http://", "");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let ponger = Service::ponger(&["--latency", "100%0ms"], &env);
+    testkit::http_client()
+        .get(ponger.url("/ping"))
+        .send()
+        .expect("ping");
+    wait_for(
+        "the ping's span over plain gRPC",
+        Duration::from_secs(20),
+        || (!receiver.spans().is_empty()).then_some(()),
+    );
+}
+
+#[test]
 fn pinger_and_ponger_traces_join_over_grpc_with_mutual_tls() {
     let pki = TestPki::generate("receiver");
     let transport = OtlpTransport::Grpc;
