@@ -10,6 +10,9 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== ponger and pinger without their grpc feature (OTLP over HTTP only): clippy, and the exporter settings' tests"
+cargo clippy -p ponger -p pinger --no-default-features --locked -- -D warnings
+cargo test -p instrumentation --no-default-features --locked --lib otlp
 echo "== build the binaries the integration tests run"
 cargo build --workspace --bins --locked
 

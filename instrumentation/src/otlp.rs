@@ -544,7 +544,7 @@ mod tests {
     fn no_endpoint_means_no_export() {
         assert!(settings(&[]).expect("valid").is_none());
         assert!(
-            settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])
+            settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")])
                 .expect("valid")
                 .is_none()
         );
@@ -594,6 +594,19 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "false"),
         ]);
         assert_eq!(traces_wins.endpoint.uri.scheme_str(), Some("https"));
+    }
+
+    #[cfg(not(feature = "grpc"))]
+    #[test]
+    fn a_build_without_grpc_refuses_it_in_one_line() {
+        let message = error(&[
+            (ENDPOINT, "http://x:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]);
+        assert!(
+            message.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL") && message.contains("http/protobuf"),
+            "{message}"
+        );
     }
 
     #[test]
