@@ -130,6 +130,10 @@ pub struct ExportSettings {
     /// Present when the endpoint is `https` (or a gRPC endpoint without a
     /// scheme and `OTEL_EXPORTER_OTLP_INSECURE` not true).
     pub tls: Option<TlsSettings>,
+    /// Variables that are set but do not apply: TLS files with a plain-text
+    /// endpoint, `OTEL_EXPORTER_OTLP_INSECURE` with HTTP. Worth a warning,
+    /// since the person who set them expected an effect.
+    pub unused: Vec<&'static str>,
 }
 
 /// A checked endpoint URL and the variable it came from.
@@ -185,7 +189,8 @@ pub struct ClientIdentity {
     pub key: PrivateKeyDer<'static>,
     pub chain_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
-    /// The variable that named the key, for errors about the pair.
+    /// The variables that named the certificate and the key.
+    pub certificate_variable: &'static str,
     pub key_variable: &'static str,
 }
 
@@ -289,11 +294,18 @@ impl ExportSettings {
         };
         // Certificate variables are checked even when the endpoint is plain
         // HTTP: a path that does not exist is a mistake either way.
+        let mut tls_variables = Vec::new();
         let roots_file = match env.first(CERTIFICATE)? {
             None => None,
-            Some((variable, path)) => Some(read_certificates(variable, path)?),
+            Some((variable, path)) => {
+                tls_variables.push(variable);
+                Some(read_certificates(variable, path)?)
+            }
         };
         let identity = client_identity(&env)?;
+        if let Some(identity) = &identity {
+            tls_variables.extend([identity.certificate_variable, identity.key_variable]);
+        }
 
         let endpoint = if let Some(value) = env.get(TRACES_ENDPOINT)? {
             parse_endpoint(TRACES_ENDPOINT, &value, protocol, insecure, false)?
@@ -303,6 +315,13 @@ impl ExportSettings {
             return Ok(None);
         };
 
+        let mut unused = Vec::new();
+        if !endpoint.is_https() {
+            unused.extend(tls_variables);
+        }
+        if protocol != OtlpProtocol::Grpc {
+            unused.extend(env.first(INSECURE)?.map(|(variable, _)| variable));
+        }
         let tls = if endpoint.is_https() {
             let roots = match roots_file {
                 Some((certificates, pem)) => TrustedRoots::File { certificates, pem },
@@ -317,6 +336,7 @@ impl ExportSettings {
             endpoint,
             timeout,
             tls,
+            unused,
         }))
     }
 }
@@ -499,6 +519,7 @@ fn client_identity(env: &Env<'_>) -> Result<Option<ClientIdentity>, OtlpConfigEr
                 key,
                 chain_pem,
                 key_pem,
+                certificate_variable,
                 key_variable,
             }))
         }
@@ -681,6 +702,36 @@ mod tests {
             assert!(message.contains(accepted), "{vars:?}: {message}");
             assert_eq!(message.lines().count(), 1, "{message}");
         }
+    }
+
+    #[test]
+    fn settings_that_do_not_apply_are_listed() {
+        let dir = std::env::temp_dir().join(format!("otlp-unused-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca = dir.join("ca.pem");
+        // Any certificate parses here: the CA file's content is not checked
+        // against anything when the endpoint is plain text.
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let ca = ca.to_str().expect("utf-8 path");
+        let plain = settings(&[
+            (ENDPOINT, "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ])
+        .expect("valid")
+        .expect("exporting");
+        assert_eq!(
+            plain.unused,
+            [
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_INSECURE"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

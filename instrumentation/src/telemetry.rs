@@ -159,6 +159,12 @@ pub fn init(
             tls = settings.tls.is_some(),
             "exporting spans over OTLP"
         );
+        for variable in &settings.unused {
+            tracing::warn!(
+                variable,
+                "set but not used: TLS settings apply to https:// endpoints, OTEL_EXPORTER_OTLP_INSECURE to grpc ones without a scheme"
+            );
+        }
     }
     Ok(Telemetry { provider, export })
 }

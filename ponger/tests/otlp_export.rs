@@ -350,13 +350,16 @@ fn a_collector_that_never_answers_is_reported_as_a_timeout() {
     // Accepts connections and never reads or answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = format!("http://{}", silent.local_addr().expect("address"));
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ];
-    let line = single_failure_line(&env);
-    assert_eq!(line["fields"]["cause"], "timeout", "{line}");
+    for protocol in ["http/protobuf", "grpc"] {
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ];
+        let line = single_failure_line(&env);
+        assert_eq!(line["fields"]["cause"], "timeout", "{protocol}: {line}");
+    }
 }
 
 #[test]
