@@ -149,11 +149,8 @@ impl Endpoint {
     pub fn redacted(&self) -> String {
         let scheme = self.uri.scheme_str().unwrap_or("http");
         let authority = self.uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        let authority = match authority.rsplit_once('@') {
-            Some((_, host)) => format!("[redacted]@{host}"),
-            None => authority.to_owned(),
-        };
-        format!("{scheme}://{authority}{}", self.uri.path())
+        let without_query = format!("{scheme}://{authority}{}", self.uri.path());
+        crate::redact::redact_userinfo_in(&without_query).into_owned()
     }
 
     fn is_https(&self) -> bool {
@@ -379,7 +376,7 @@ fn parse_endpoint(
 ) -> Result<Endpoint, OtlpConfigError> {
     let error = |problem: String| OtlpConfigError::Endpoint {
         variable,
-        value: redact_text(value),
+        value: crate::redact::redact_userinfo_in(value).into_owned(),
         problem,
         example: protocol.example_endpoint(),
     };
@@ -423,20 +420,6 @@ fn parse_endpoint(
         uri
     };
     Ok(Endpoint { uri, variable })
-}
-
-/// An endpoint as it may appear in an error line: anything before an `@` in
-/// its authority replaced.
-fn redact_text(value: &str) -> String {
-    let (scheme, rest) = match value.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), value),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}[redacted]{}", &rest[at..]),
-        None => value.to_owned(),
-    }
 }
 
 const CA_FILE: &str = "a PEM file of CA certificates";
@@ -742,7 +725,10 @@ mod tests {
             .expect("valid")
             .expect("exporting")
             .endpoint;
-        assert_eq!(endpoint.redacted(), "http://[redacted]@host:4318/v1/traces");
+        assert_eq!(
+            endpoint.redacted(),
+            "http://REDACTED:REDACTED@host:4318/v1/traces"
+        );
     }
 
     #[test]

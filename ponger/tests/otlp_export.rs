@@ -338,7 +338,7 @@ fn a_closed_port_is_reported_as_refused_with_the_endpoint_redacted() {
         assert_eq!(line["fields"]["cause"], "refused", "{protocol}: {line}");
         let logged = line["fields"]["endpoint"].as_str().unwrap_or_default();
         assert!(
-            logged.starts_with(&format!("http://[redacted]@127.0.0.1:{port}")),
+            logged.starts_with(&format!("http://REDACTED:REDACTED@127.0.0.1:{port}")),
             "{protocol}: {line}"
         );
         assert!(!line.to_string().contains("secret"), "{line}");
