@@ -226,10 +226,10 @@ fn half_sent_requests_and_idle_connections_do_not_hold_the_shutdown() {
     let status = server.wait_exit(Duration::from_secs(30));
     let shutdown = signalled.elapsed();
     assert!(status.success(), "exit status {status}");
-    // The drain delay (1 s) and nothing else: well before the header read
-    // timeout would have closed them.
+    // The drain delay (1 s) and the exit: well before the header read
+    // timeout (10 s) would have closed them.
     assert!(
-        shutdown < Duration::from_millis(2500),
+        shutdown < Duration::from_secs(4),
         "exit took {shutdown:?} with half-sent requests open"
     );
     assert!(slow.iter_mut().all(is_closed), "a slow connection is open");
