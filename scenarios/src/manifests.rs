@@ -36,15 +36,8 @@ impl Rendered {
 
 /// YAML documents of `text` as JSON values (empty documents skipped).
 pub fn yaml_documents(text: &str, origin: &Path) -> Result<Vec<Value>, Error> {
-    let mut documents = Vec::new();
-    for document in serde_norway::Deserializer::from_str(text) {
-        let value: Value = serde::Deserialize::deserialize(document)
-            .map_err(|error| format!("{}: not valid YAML: {error}", origin.display()))?;
-        if !value.is_null() {
-            documents.push(value);
-        }
-    }
-    Ok(documents)
+    rollout_model::yaml_documents(text)
+        .map_err(|error| format!("{}: not valid YAML: {error}", origin.display()))
 }
 
 pub fn read_text(path: &Path) -> Result<String, Error> {

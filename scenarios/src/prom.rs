@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::analysis::scaled;
-use crate::expr::Input;
 use crate::plan::{go_duration, parse_go_duration};
 use crate::procs::Proc;
+use rollout_model::Input;
 
 /// A pod as Kubernetes discovery would present it.
 #[derive(Clone, Debug)]

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::analysis::{Measurement, Phase, Run, evaluate_result, scaled};
 use crate::lb::{Balancer, Totals};
 use crate::manifests;
@@ -126,13 +124,15 @@ pub async fn rehearse(options: Options) -> Result<Report, Failure> {
     }
     if let Some(path) = &options.compare {
         let objects = manifests::render(path).map_err(Failure::Input)?;
-        let templates: Vec<Value> = objects
+        let templates: Vec<rollout_model::AnalysisTemplate> = objects
             .objects
-            .into_iter()
+            .iter()
             .filter(|object| {
                 object["kind"] == "AnalysisTemplate" || object["kind"] == "ClusterAnalysisTemplate"
             })
-            .collect();
+            .map(rollout_model::model::from_value)
+            .collect::<Result<_, _>>()
+            .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))?;
         if templates.is_empty() {
             return Err(Failure::Input(format!(
                 "{}: no AnalysisTemplate",
