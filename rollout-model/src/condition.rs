@@ -4,6 +4,12 @@
 //! functions Argo adds to expr's own (`isNaN`, `isInf`, `isNil`, `default`,
 //! `asInt`, `asFloat`); anything but a boolean outcome is an error. A
 //! measurement's phase follows `EvaluateResult`.
+//!
+//! One difference from Go's expr remains: reading past the end of a list
+//! (`result[0]` of an empty vector) gives nil here where Go's expr fails. A
+//! comparison or function of that nil still fails, so `result[0] >= x` and
+//! `isNaN(result[0])` of an empty vector are Errors as in Argo; only a
+//! condition that compares it with `!=`/`==` or `nil` would differ.
 
 use std::fmt;
 

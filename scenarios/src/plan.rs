@@ -366,7 +366,7 @@ fn parse_step(index: usize, step: &CanaryStep) -> Result<Step, Error> {
             Some(IntOrString::Int(seconds)) => Some(Duration::from_secs((*seconds).max(0) as u64)),
             Some(IntOrString::String(text)) => Some(match text.parse::<u64>() {
                 Ok(seconds) => Duration::from_secs(seconds),
-                Err(_) => parse_go_duration(text)?,
+                Err(_) => parse_duration(text)?,
             }),
         }));
     }
@@ -442,7 +442,7 @@ fn metric_spec(metric: &Metric, dry_run: &[&str]) -> Result<MetricSpec, Error> {
     let duration = |key: &str, text: &Option<String>| -> Result<Option<Duration>, Error> {
         match text.as_deref() {
             None | Some("") => Ok(None),
-            Some(text) => parse_go_duration(text)
+            Some(text) => parse_duration(text)
                 .map(Some)
                 .map_err(|error| context(&format!("{key}: {error}"))),
         }
@@ -498,40 +498,22 @@ fn metric_spec(metric: &Metric, dry_run: &[&str]) -> Result<MetricSpec, Error> {
     })
 }
 
-/// Go's time.ParseDuration for the units manifests use (h, m, s, ms, us, ns),
-/// e.g. `30s`, `1m30s`, `500ms`, `1.5h`.
-pub fn parse_go_duration(text: &str) -> Result<Duration, Error> {
+/// A duration of the manifests (Argo's `interval`, `initialDelay`, pause,
+/// Prometheus' intervals and ranges) or of a flag: `30s`, `1m30s`, `500ms`,
+/// `1d`, read by promql-parser's Prometheus duration parser. Argo reads its
+/// durations with Go's parser, whose forms the manifests use are a subset of
+/// Prometheus' (fractions and `us`/`ns` are not); a bare number is refused,
+/// as Go refuses it, and `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, Error> {
+    let text = text.trim();
     let form = || format!("{text:?} is not a duration such as 30s, 1m30s or 500ms");
-    let mut rest = text.trim();
-    if rest == "0" {
+    if text == "0" {
         return Ok(Duration::ZERO);
     }
-    if rest.is_empty() {
+    if text.parse::<f64>().is_ok() {
         return Err(form());
     }
-    let mut total = 0.0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(form)?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| form())?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return Err(form()),
-        };
-        total += number * unit;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
+    promql_parser::util::parse_duration(text).map_err(|_| form())
 }
 
 /// A duration the way Prometheus and Go print it, in milliseconds when not whole seconds.
@@ -568,12 +550,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_go_duration("30").is_err());
-        assert!(parse_go_duration("soon").is_err());
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("1d2h"), Ok(Duration::from_secs(93_600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(go_duration(Duration::from_millis(6000)), "6s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
     }

@@ -758,7 +758,7 @@ impl World {
             // The drain delay lets endpoints catch up with a terminating pod;
             // it is scaled with everything else (the balancer drops the
             // replica before SIGTERM anyway).
-            let delay = crate::plan::parse_go_duration(delay).map_err(Failure::Input)?;
+            let delay = crate::plan::parse_duration(delay).map_err(Failure::Input)?;
             args.extend([
                 "--drain-delay".to_owned(),
                 go_duration(scaled(delay, self.scale).max(Duration::from_millis(100))),
