@@ -967,10 +967,10 @@ impl World {
         let mut replicas = std::mem::take(&mut self.replicas);
         for replica in &mut replicas {
             self.lb.remove(&replica.pod);
-            procs::signal(replica.proc.pid, libc::SIGTERM);
+            procs::signal(replica.proc.pid, nix::sys::signal::Signal::SIGTERM);
             if failed {
                 // A second signal skips the drain delay.
-                procs::signal(replica.proc.pid, libc::SIGTERM);
+                procs::signal(replica.proc.pid, nix::sys::signal::Signal::SIGTERM);
             }
         }
         for replica in &mut replicas {

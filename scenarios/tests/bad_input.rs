@@ -189,7 +189,7 @@ fn prometheus_dying_mid_run_stops_the_rehearsal_cleanly() {
         .expect("prometheus line");
     let pid = announced_pids(line)[0];
     assert!(alive(pid));
-    unsafe_kill(pid);
+    kill_hard(pid);
     let finished = wait_child(streams, Duration::from_secs(60));
     assert_eq!(
         finished.code,
@@ -236,10 +236,8 @@ fn ctrl_c_stops_every_process() {
     assert_nothing_left(&finished.stdout);
 }
 
-fn unsafe_kill(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// SIGKILL: the process gets no chance to clean up.
+fn kill_hard(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
 }
