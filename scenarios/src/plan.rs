@@ -122,7 +122,11 @@ impl Plan {
             ));
         }
         let rendered = manifests::render(manifests)?;
-        let source = manifests.display().to_string();
+        Self::from_rendered(rendered, manifests.display().to_string(), version)
+    }
+
+    /// The plan of already rendered manifests; `source` names them in errors.
+    pub fn from_rendered(rendered: Rendered, source: String, version: &str) -> Result<Self, Error> {
         let mut canaries = Vec::new();
         for object in rendered.of_kind("Rollout") {
             let rollout: Rollout =

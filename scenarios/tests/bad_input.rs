@@ -74,8 +74,10 @@ fn unreadable_manifests_are_refused() {
         QUICK,
     );
     assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    // The reader says "rollout.yaml: not valid YAML", kubectl kustomize
+    // "MalformedYAMLError: ... in File: rollout.yaml".
     assert!(
-        finished.stderr.contains("rollout.yaml: not valid YAML"),
+        finished.stderr.contains("rollout.yaml") && finished.stderr.contains("YAML"),
         "{}",
         finished.stderr
     );
@@ -85,12 +87,21 @@ fn unreadable_manifests_are_refused() {
 fn a_condition_that_does_not_compile_is_refused_before_anything_starts() {
     // The real overlay, with one condition rewritten by a kustomize patch.
     let overlay = tempfile::tempdir().expect("temp dir");
-    let canary = workspace().join("k8s/overlays/canary");
+    // kustomize refuses an absolute path in `resources`: name the overlay
+    // relative to the temporary directory.
+    let canary = format!(
+        "{}{}",
+        "../".repeat(overlay.path().components().count() - 1),
+        workspace()
+            .join("k8s/overlays/canary")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
     std::fs::write(
         overlay.path().join("kustomization.yaml"),
         format!(
-            "resources: [{}]\npatches:\n  - target: {{kind: AnalysisTemplate, name: ponger-health}}\n    patch: |\n      - op: replace\n        path: /spec/metrics/0/successCondition\n        value: \"p99(result) >= 0.80\"\n",
-            canary.display()
+            "resources: [{canary}]\npatches:\n  - target: {{kind: AnalysisTemplate, name: ponger-health}}\n    patch: |\n      - op: replace\n        path: /spec/metrics/0/successCondition\n        value: \"p99(result) >= 0.80\"\n",
         ),
     )
     .unwrap();
