@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark of issue 5 and prints the table of docs/benchmarks.md:
+# Runs every benchmark and prints the table of docs/benchmarks.md:
 #   1. the criterion micro-benchmarks of the instrumentation (record, /metrics encode);
 #   2. the harness (bench/src/main.rs) driving the release binaries on loopback:
 #      throughput against a bare axum server (wrk), the pinger's schedule at

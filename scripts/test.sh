@@ -13,6 +13,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo deny: licences, bans, sources (deny.toml; advisories run in .github/workflows/supply-chain.yml)"
 cargo deny --locked check licenses bans sources
 
+echo "== ponger and pinger without their grpc feature (OTLP over HTTP only): clippy, and the exporter settings' tests"
+cargo clippy -p ponger -p pinger --no-default-features --locked -- -D warnings
+cargo test -p instrumentation --no-default-features --locked --lib otlp
 echo "== build the binaries the integration tests run"
 cargo build --workspace --bins --locked
 

@@ -1,4 +1,4 @@
-//! Per-request instrumentation cost and `/metrics` encoding cost (issue 5, item 2).
+//! Per-request instrumentation cost and `/metrics` encoding cost.
 //!
 //! `record/*` does, for one request, what the server middleware
 //! (`instrumentation::server`) does besides running the handler and its span:

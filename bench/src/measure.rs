@@ -1,5 +1,5 @@
-//! The measurements of issue 5, items 1 and 3 to 6 (item 2 is the criterion
-//! benchmark `benches/instrumentation.rs`). Each starts the release binaries
+//! The load measurements (the per-request cost is the criterion benchmark
+//! `benches/instrumentation.rs`). Each starts the release binaries
 //! it needs on loopback and returns its figures.
 
 use std::collections::{BTreeMap, HashMap};

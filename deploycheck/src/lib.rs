@@ -1,10 +1,8 @@
 //! Support for the deployment-asset tests in `tests/`: the repository's files
 //! (YAML and JSON), rendered kustomize overlays, a real Prometheus that loads
-//! the repository's rules, a reader for the PromQL the assets use, an
-//! evaluator for the Argo Rollouts conditions the AnalysisTemplate uses, and
+//! the repository's rules, a reader for the PromQL the assets use, and
 //! NetworkPolicy semantics to check the policies against the demo's flows.
 
-pub mod conditions;
 pub mod netpol;
 pub mod promql;
 
@@ -31,13 +29,7 @@ pub fn read(relative: &str) -> String {
 
 /// Every YAML document in `text`, as JSON values (empty documents skipped).
 pub fn yaml_documents(text: &str) -> Vec<Value> {
-    serde_norway::Deserializer::from_str(text)
-        .map(|document| {
-            serde::Deserialize::deserialize(document)
-                .unwrap_or_else(|error| panic!("YAML: {error}"))
-        })
-        .filter(|value: &Value| !value.is_null())
-        .collect()
+    rollout_model::yaml_documents(text).unwrap_or_else(|error| panic!("YAML: {error}"))
 }
 
 /// A repository YAML file holding one document.
@@ -211,43 +203,6 @@ pub fn substitute_dashboard_variables(expr: &str, scrape_interval: Duration) -> 
         "unsubstituted dashboard variable left in {out}"
     );
     out
-}
-
-/// Resolves `{{args.NAME}}` like Argo Rollouts does; panics on an unknown one.
-pub fn resolve_args(template: &str, args: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").expect("closed {{") + start;
-        let tag = rest[start + 2..end].trim();
-        let name = tag
-            .strip_prefix("args.")
-            .unwrap_or_else(|| panic!("unknown template tag {{{{{tag}}}}}"));
-        let value = args
-            .get(name)
-            .unwrap_or_else(|| panic!("argument {name} was not supplied"));
-        out.push_str(value);
-        rest = &rest[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Every `{{args.NAME}}` name used in `text`.
-pub fn used_args(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let end = rest[start..].find("}}").expect("closed {{") + start;
-        if let Some(name) = rest[start + 2..end].trim().strip_prefix("args.") {
-            names.push(name.to_owned());
-        }
-        rest = &rest[end + 2..];
-    }
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// The absolute glob of the repository's rule files, for `rule_files:`.

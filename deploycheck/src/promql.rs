@@ -1,9 +1,10 @@
-//! Reads which metrics and labels a PromQL expression uses. Not a full
-//! parser: it tokenizes, skips string literals and range/offset durations,
-//! and classifies identifiers by their context. Enough for the expressions
-//! of this repository; anything it cannot read makes it panic, not guess.
+//! Which metrics and labels a PromQL expression uses, read from the syntax
+//! tree promql-parser gives. An expression that does not parse makes it
+//! panic: the test must be extended, not fooled.
 
 use std::collections::BTreeSet;
+
+use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
 
 /// One vector selector: the metric name (if written before the braces) and
 /// its label matchers `(label, operator, value)`.
@@ -31,202 +32,68 @@ impl Usage {
         }
         labels
     }
-}
 
-const KEYWORDS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "group",
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "atan2",
-    "inf",
-    "nan",
-    "Inf",
-    "NaN",
-];
-const GROUPING: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+    fn selector(&mut self, selector: &VectorSelector) {
+        if let Some(name) = &selector.name {
+            self.metrics.insert(name.clone());
+        }
+        let matchers = selector
+            .matchers
+            .matchers
+            .iter()
+            .chain(selector.matchers.or_matchers.iter().flatten())
+            .map(|m| (m.name.clone(), m.op.to_string(), m.value.clone()))
+            .collect();
+        self.selectors.push(Selector {
+            metric: selector.name.clone(),
+            matchers,
+        });
+    }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Token {
-    Ident(String),
-    Str(String),
-    Number(String),
-    Punct(String),
-}
-
-fn tokenize(expr: &str) -> Vec<Token> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '"' || c == '\'' || c == '`' {
-            let quote = c;
-            let mut value = String::new();
-            i += 1;
-            while i < chars.len() && chars[i] != quote {
-                if chars[i] == '\\' && quote != '`' && i + 1 < chars.len() {
-                    i += 1;
-                }
-                value.push(chars[i]);
-                i += 1;
-            }
-            assert!(i < chars.len(), "unterminated string in {expr}");
-            i += 1;
-            tokens.push(Token::Str(value));
-        } else if c == '[' {
-            // Range or subquery duration: skipped.
-            while i < chars.len() && chars[i] != ']' {
-                i += 1;
-            }
-            i += 1;
-            tokens.push(Token::Punct("[]".into()));
-        } else if c.is_ascii_digit()
-            || (c == '.' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit())
-        {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-            tokens.push(Token::Number(chars[start..i].iter().collect()));
-        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
-                i += 1;
-            }
-            tokens.push(Token::Ident(chars[start..i].iter().collect()));
-        } else {
-            let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-            if ["=~", "!~", "!=", "==", ">=", "<="].contains(&two.as_str()) {
-                tokens.push(Token::Punct(two));
-                i += 2;
-            } else {
-                tokens.push(Token::Punct(c.to_string()));
-                i += 1;
-            }
+    fn grouping(&mut self, modifier: Option<&LabelModifier>) {
+        if let Some(modifier) = modifier {
+            self.grouping_labels
+                .extend(modifier.labels().labels.iter().cloned());
         }
     }
-    tokens
+
+    fn walk(&mut self, expr: &Expr) {
+        match expr {
+            Expr::Aggregate(aggregate) => {
+                self.grouping(aggregate.modifier.as_ref());
+                if let Some(param) = &aggregate.param {
+                    self.walk(param);
+                }
+                self.walk(&aggregate.expr);
+            }
+            Expr::Binary(binary) => {
+                self.walk(&binary.lhs);
+                if let Some(modifier) = &binary.modifier {
+                    self.grouping(modifier.matching.as_ref());
+                    if let Some(labels) = modifier.card.labels() {
+                        self.grouping_labels.extend(labels.labels.iter().cloned());
+                    }
+                }
+                self.walk(&binary.rhs);
+            }
+            Expr::Unary(unary) => self.walk(&unary.expr),
+            Expr::Paren(paren) => self.walk(&paren.expr),
+            Expr::Subquery(subquery) => self.walk(&subquery.expr),
+            Expr::VectorSelector(selector) => self.selector(selector),
+            Expr::MatrixSelector(matrix) => self.selector(&matrix.vs),
+            Expr::Call(call) => call.args.args.iter().for_each(|arg| self.walk(arg)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
 }
 
 /// Reads `expr`.
 pub fn usage(expr: &str) -> Usage {
-    let tokens = tokenize(expr);
+    let tree = promql_parser::parser::parse(expr)
+        .unwrap_or_else(|error| panic!("{expr} does not parse: {error}"));
     let mut usage = Usage::default();
-    let punct =
-        |index: usize, what: &str| matches!(tokens.get(index), Some(Token::Punct(p)) if p == what);
-    let mut i = 0;
-    while i < tokens.len() {
-        match &tokens[i] {
-            Token::Ident(word) if GROUPING.contains(&word.as_str()) => {
-                i += 1;
-                if punct(i, "(") {
-                    i += 1;
-                    while !punct(i, ")") {
-                        match tokens.get(i) {
-                            Some(Token::Ident(label)) => {
-                                usage.grouping_labels.insert(label.clone());
-                            }
-                            Some(Token::Punct(p)) if p == "," => {}
-                            other => panic!("unexpected {other:?} in a label list of {expr}"),
-                        }
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            Token::Ident(word) if KEYWORDS.contains(&word.as_str()) => i += 1,
-            Token::Ident(word) if punct(i + 1, "(") => {
-                // A function call.
-                let _ = word;
-                i += 1;
-            }
-            Token::Ident(word) => {
-                usage.metrics.insert(word.clone());
-                i += 1;
-                let mut selector = Selector {
-                    metric: Some(word.clone()),
-                    matchers: Vec::new(),
-                };
-                if punct(i, "{") {
-                    i = read_matchers(&tokens, i, &mut selector, expr);
-                }
-                usage.selectors.push(selector);
-            }
-            Token::Punct(p) if p == "{" => {
-                let mut selector = Selector {
-                    metric: None,
-                    matchers: Vec::new(),
-                };
-                i = read_matchers(&tokens, i, &mut selector, expr);
-                if let Some((_, _, name)) = selector
-                    .matchers
-                    .iter()
-                    .find(|(label, _, _)| label == "__name__")
-                {
-                    usage.metrics.insert(name.clone());
-                }
-                usage.selectors.push(selector);
-            }
-            Token::Str(_) => panic!("string literal outside a selector in {expr}"),
-            _ => i += 1,
-        }
-    }
+    usage.walk(&tree);
     usage
-}
-
-/// Reads `{label op "value", ...}` starting at the `{`; returns the index after `}`.
-fn read_matchers(tokens: &[Token], mut i: usize, selector: &mut Selector, expr: &str) -> usize {
-    i += 1;
-    loop {
-        match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
-            (Some(Token::Punct(close)), _, _) if close == "}" => return i + 1,
-            (Some(Token::Punct(comma)), _, _) if comma == "," => i += 1,
-            (Some(Token::Ident(label)), Some(Token::Punct(op)), Some(Token::Str(value)))
-                if ["=", "!=", "=~", "!~"].contains(&op.as_str()) =>
-            {
-                selector
-                    .matchers
-                    .push((label.clone(), op.clone(), value.clone()));
-                i += 3;
-            }
-            other => panic!("unreadable label matcher {other:?} in {expr}"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -269,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "unreadable label matcher")]
+    #[should_panic(expected = "does not parse")]
     fn refuses_what_it_cannot_read() {
         usage(r#"up{job}"#);
     }

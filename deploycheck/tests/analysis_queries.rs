@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deploycheck::conditions::{Phase, measure};
-use deploycheck::{kustomize, object, resolve_args, yaml_file};
+use deploycheck::{kustomize, object, yaml_file};
+use rollout_model::model::{AnalysisTemplate, from_value};
+use rollout_model::{Args, Condition, Input, Phase, measure};
 use serde_json::{Value, json};
 use testkit::{Prometheus, Service, wait_for};
 
@@ -77,32 +78,23 @@ struct Metric {
 /// arguments a Rollout would pass for pods of `hash`.
 fn analysis_metrics(hash: &str) -> Vec<Metric> {
     let objects = kustomize("k8s/overlays/canary");
-    let template = object(&objects, "AnalysisTemplate", "ponger-health");
-    let args = BTreeMap::from([
-        ("canary-hash".to_owned(), hash.to_owned()),
-        ("namespace".to_owned(), NAMESPACE.to_owned()),
+    let template: AnalysisTemplate =
+        from_value(object(&objects, "AnalysisTemplate", "ponger-health")).expect("template");
+    let args = Args::from([
+        ("canary-hash".to_owned(), Some(hash.to_owned())),
+        ("namespace".to_owned(), Some(NAMESPACE.to_owned())),
     ]);
-    template["spec"]["metrics"]
-        .as_array()
-        .expect("metrics")
+    template
+        .spec
+        .metrics
         .iter()
         .map(|metric| {
-            let resolved: Value =
-                serde_json::from_str(&resolve_args(&metric.to_string(), &args)).expect("metric");
+            let resolved = metric.resolved(&args).expect("resolvable metric");
             Metric {
-                name: resolved["name"].as_str().expect("name").to_owned(),
-                query: resolved["provider"]["prometheus"]["query"]
-                    .as_str()
-                    .expect("query")
-                    .to_owned(),
-                success: resolved["successCondition"]
-                    .as_str()
-                    .expect("successCondition")
-                    .to_owned(),
-                failure: resolved["failureCondition"]
-                    .as_str()
-                    .expect("failureCondition")
-                    .to_owned(),
+                query: resolved.provider.prometheus.expect("prometheus").query,
+                success: resolved.success_condition.expect("successCondition"),
+                failure: resolved.failure_condition.expect("failureCondition"),
+                name: resolved.name,
             }
         })
         .collect()
@@ -124,8 +116,16 @@ fn each_metric_passes_or_fails_every_number_and_nothing_else() {
                 metric.name
             );
             // Exactly one condition holds: thresholds agree.
-            let both = deploycheck::conditions::evaluate(&metric.success, &[value]).unwrap()
-                && deploycheck::conditions::evaluate(&metric.failure, &[value]).unwrap();
+            let holds = |source: &str| {
+                Condition::parse(source)
+                    .and_then(|condition| {
+                        condition
+                            .evaluate(&Input::Vector(vec![value]))
+                            .map_err(rollout_model::ConditionError)
+                    })
+                    .expect("evaluates")
+            };
+            let both = holds(&metric.success) && holds(&metric.failure);
             assert!(!both, "{}: {value} both passes and fails", metric.name);
         }
         let at = |value: f64| measure(&metric.success, &metric.failure, &[value]);

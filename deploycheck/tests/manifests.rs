@@ -10,75 +10,57 @@ use std::collections::{BTreeMap, BTreeSet};
 use deploycheck::netpol::{self, Connection, ContainerPort, Endpoint, Labels};
 use deploycheck::{
     CONTROLLER_LABELS, CONTROLLER_METRICS, Catalog, SCRAPE_LABELS, dashboard_queries,
-    k8s_target_labels, kustomize, object, of_kind, promql, read, real_exposition, resolve_args,
-    used_args, yaml_documents, yaml_file,
+    k8s_target_labels, kustomize, object, of_kind, promql, read, real_exposition, yaml_documents,
+    yaml_file,
 };
+use rollout_model::model::{AnalysisArg, AnalysisTemplate, Rollout, from_value};
+use rollout_model::{Args, used_args};
 use serde_json::Value;
 
 const OVERLAYS: &[&str] = &["k8s/overlays/canary", "k8s/overlays/bluegreen"];
 
-/// The analyses a Rollout runs: (where, templates, args).
-fn analyses(rollout: &Value) -> Vec<(String, Vec<String>, Vec<Value>)> {
-    let strategy = &rollout["spec"]["strategy"];
-    let mut found = Vec::new();
-    let mut add = |place: &str, analysis: &Value| {
-        if analysis.is_null() {
-            return;
-        }
-        let templates = analysis["templates"]
-            .as_array()
-            .expect("analysis templates")
-            .iter()
-            .map(|t| t["templateName"].as_str().expect("templateName").to_owned())
-            .collect();
-        let args = analysis["args"].as_array().cloned().unwrap_or_default();
-        found.push((place.to_owned(), templates, args));
-    };
-    add("canary.analysis", &strategy["canary"]["analysis"]);
-    add(
-        "blueGreen.prePromotionAnalysis",
-        &strategy["blueGreen"]["prePromotionAnalysis"],
-    );
-    add(
-        "blueGreen.postPromotionAnalysis",
-        &strategy["blueGreen"]["postPromotionAnalysis"],
-    );
-    found
-}
-
 /// Resolves an argument's value as the controller would, for the parts a
 /// manifest alone determines (podTemplateHashValue gets a placeholder hash).
-fn argument_value(rollout: &Value, arg: &Value) -> String {
-    if let Some(value) = arg["value"].as_str() {
-        return value.to_owned();
+fn argument_value(rollout: &Value, arg: &AnalysisArg) -> String {
+    if let Some(value) = &arg.value {
+        return value.clone();
     }
-    let from = &arg["valueFrom"];
-    if let Some(which) = from["podTemplateHashValue"].as_str() {
+    let from = arg
+        .value_from
+        .as_ref()
+        .unwrap_or_else(|| panic!("argument {} has neither value nor valueFrom", arg.name));
+    if let Some(which) = &from.pod_template_hash_value {
         assert!(
             which == "Latest" || which == "Stable",
             "podTemplateHashValue must be Latest or Stable, not {which}"
         );
         return format!("hash-of-{which}");
     }
-    if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
+    if let Some(field) = &from.field_ref {
         let mut value = rollout;
-        for part in path.split('.') {
+        for part in field.field_path.split('.') {
             value = &value[part];
         }
         return value
             .as_str()
-            .unwrap_or_else(|| panic!("fieldRef {path} does not resolve on the Rollout"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "fieldRef {} does not resolve on the Rollout",
+                    field.field_path
+                )
+            })
             .to_owned();
     }
-    panic!("argument {arg} has neither value nor a supported valueFrom")
+    panic!("argument {} has no supported valueFrom", arg.name)
 }
 
 #[test]
 fn every_analysis_argument_is_declared_supplied_and_resolvable() {
     for overlay in OVERLAYS {
         let objects = kustomize(overlay);
-        let rollout = object(&objects, "Rollout", "ponger");
-        let found = analyses(rollout);
+        let rollout_object = object(&objects, "Rollout", "ponger");
+        let rollout: Rollout = from_value(rollout_object).expect("a Rollout");
+        let found = rollout.spec.strategy.analyses();
         assert!(!found.is_empty(), "{overlay}: the Rollout runs no analysis");
         if overlay.ends_with("bluegreen") {
             assert_eq!(
@@ -87,37 +69,35 @@ fn every_analysis_argument_is_declared_supplied_and_resolvable() {
                 "{overlay}: pre- and post-promotion analysis"
             );
         }
-        for (place, templates, args) in found {
-            let supplied: BTreeMap<String, String> = args
+        for (place, analysis) in found {
+            let supplied: Args = analysis
+                .args
                 .iter()
-                .map(|arg| {
-                    (
-                        arg["name"].as_str().expect("arg name").to_owned(),
-                        argument_value(rollout, arg),
-                    )
-                })
+                .map(|arg| (arg.name.clone(), Some(argument_value(rollout_object, arg))))
                 .collect();
-            let hash_arg = args
+            let hash_arg = analysis
+                .args
                 .iter()
-                .find(|arg| arg["name"] == "canary-hash")
+                .find(|arg| arg.name == "canary-hash")
                 .unwrap_or_else(|| panic!("{overlay} {place}: no canary-hash argument"));
             assert_eq!(
-                hash_arg["valueFrom"]["podTemplateHashValue"], "Latest",
+                hash_arg
+                    .value_from
+                    .as_ref()
+                    .and_then(|from| from.pod_template_hash_value.as_deref()),
+                Some("Latest"),
                 "{overlay} {place}: the analysis must judge the new (Latest) pods"
             );
-            for template_name in templates {
-                let template = object(&objects, "AnalysisTemplate", &template_name);
-                let declared: BTreeMap<String, Option<String>> = template["spec"]["args"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+            for reference in &analysis.templates {
+                let template_name = reference.template_name.as_deref().expect("templateName");
+                let template: AnalysisTemplate =
+                    from_value(object(&objects, "AnalysisTemplate", template_name))
+                        .expect("an AnalysisTemplate");
+                let declared: Args = template
+                    .spec
+                    .args
                     .iter()
-                    .map(|arg| {
-                        (
-                            arg["name"].as_str().expect("arg name").to_owned(),
-                            arg["value"].as_str().map(str::to_owned),
-                        )
-                    })
+                    .map(|arg| (arg.name.clone(), arg.value.clone()))
                     .collect();
                 for (name, default) in &declared {
                     assert!(
@@ -131,8 +111,8 @@ fn every_analysis_argument_is_declared_supplied_and_resolvable() {
                         "{overlay} {place}: {name} is supplied but {template_name} declares no such argument"
                     );
                 }
-                let metrics = template["spec"]["metrics"].to_string();
-                for name in used_args(&metrics) {
+                let metrics = serde_json::to_string(&template.spec.metrics).expect("JSON");
+                for name in used_args(&metrics).expect("closed {{ }} tags") {
                     assert!(
                         declared.contains_key(&name),
                         "{overlay}: {template_name} uses {{{{args.{name}}}}} without declaring it"
@@ -142,23 +122,21 @@ fn every_analysis_argument_is_declared_supplied_and_resolvable() {
                 // names a Service of this deployment.
                 let mut values = supplied.clone();
                 for (name, default) in &declared {
-                    if let Some(default) = default {
+                    if default.is_some() {
                         values
                             .entry(name.clone())
                             .or_insert_with(|| default.clone());
                     }
                 }
-                for metric in template["spec"]["metrics"].as_array().expect("metrics") {
-                    let resolved = resolve_args(&metric.to_string(), &values);
-                    assert!(!resolved.contains("{{"), "{resolved}");
-                    let metric: Value = serde_json::from_str(&resolved).expect("metric JSON");
-                    let address = metric["provider"]["prometheus"]["address"]
-                        .as_str()
-                        .expect("prometheus address");
+                for metric in &template.spec.metrics {
+                    let metric = metric
+                        .resolved(&values)
+                        .unwrap_or_else(|error| panic!("{overlay} {template_name}: {error}"));
+                    let prometheus = metric.provider.prometheus.expect("a prometheus provider");
                     assert_service_url(
                         &objects,
-                        address,
-                        rollout["metadata"]["namespace"].as_str(),
+                        &prometheus.address,
+                        rollout.metadata.namespace.as_deref(),
                     );
                 }
             }

@@ -122,9 +122,10 @@ fn the_ponger_stops_within_compose_stop_grace_period() {
 
 #[test]
 fn a_longer_drain_delay_would_be_caught() {
-    // The check itself can fail: the slow profile with a 10 s drain delay
-    // does not fit a 20 s grace period.
-    let variables = [("PONGER_DRAIN_DELAY".to_owned(), "10s".to_owned())];
+    // The check itself can fail: the slow profile with a 15 s drain delay
+    // (15 s + 3 s of pings in flight + 3 s of span flush) does not fit a 20 s
+    // grace period.
+    let variables = [("PONGER_DRAIN_DELAY".to_owned(), "15s".to_owned())];
     let worst = budgets(&variables)
         .into_iter()
         .map(|(_, budget)| budget.total())

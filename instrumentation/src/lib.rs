@@ -14,6 +14,7 @@
 //! - [`telemetry`]: logging to stderr and OpenTelemetry tracing configured by `OTEL_*`.
 //! - [`trace_context`]: a strict check of the W3C `traceparent` and `tracestate`
 //!   headers, before the propagator reads them.
+//! - [`otlp`]: the span exporter's `OTEL_EXPORTER_OTLP_*` settings (HTTP or gRPC, TLS).
 //! - [`shutdown`]: SIGTERM/SIGINT handling with a second signal meaning "hurry".
 //! - [`cli`]: one-line configuration errors shared by both binaries.
 //! - [`otel_env`]: the `OTEL_BSP_*` and `OTEL_TRACES_SAMPLER*` variables, checked.
@@ -26,6 +27,7 @@ pub mod exposition;
 pub mod http_method;
 pub mod metrics;
 pub mod otel_env;
+pub mod otlp;
 pub mod probe;
 pub mod redact;
 pub mod serve;

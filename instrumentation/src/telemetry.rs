@@ -25,7 +25,7 @@ use opentelemetry_sdk::trace::{
     BatchSpanProcessor, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult,
     SdkTracer, SdkTracerProvider, ShouldSample,
 };
-use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -33,18 +33,13 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
+use crate::otlp::{self, ExportSettings};
+
 /// Why tracing could not be set up. Each message names the setting to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error(
-        "{variable}: {value:?} is not supported; expected http/protobuf (OTLP over HTTP, usually port 4318)"
-    )]
-    UnsupportedProtocol {
-        variable: &'static str,
-        value: String,
-    },
-    #[error("OTEL_EXPORTER_OTLP_*: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error(transparent)]
+    Export(#[from] crate::otlp::ExportBuildError),
     #[error("RUST_LOG: {0} (expected a filter such as info or ponger=debug,info)")]
     LogFilter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global logger was already installed: {0}")]
@@ -56,20 +51,25 @@ pub enum TelemetryError {
 #[must_use = "call shutdown() before exit, or buffered spans are lost"]
 pub struct Telemetry {
     provider: SdkTracerProvider,
-    exporting: bool,
+    /// Where spans go, if anywhere, and the runtime their exports run on.
+    export: Option<(ExportSettings, tokio::runtime::Runtime)>,
 }
 
 impl Telemetry {
     /// Whether an OTLP endpoint is configured.
     pub fn is_exporting(&self) -> bool {
-        self.exporting
+        self.export.is_some()
     }
 
     /// Exports every buffered span, for at most [`SPAN_FLUSH_BUDGET`], and stops.
-    /// Call it outside the async runtime: the exporter uses a blocking client.
+    /// Call it outside any async runtime: it stops the exporter's own.
     pub fn shutdown(self) {
         if let Err(error) = self.provider.shutdown_with_timeout(SPAN_FLUSH_BUDGET) {
             tracing::warn!(%error, "flushing spans at shutdown failed");
+        }
+        if let Some((_, runtime)) = self.export {
+            // Idle connections to the collector are all that may be left.
+            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }
@@ -84,7 +84,7 @@ pub const SPAN_FLUSH_BUDGET: Duration = Duration::from_secs(3);
 /// Sets up logging and tracing for a service.
 ///
 /// Call it before starting the tokio runtime: the OTLP exporter owns a
-/// blocking HTTP client, which must not be created or dropped on a runtime thread.
+/// runtime of its own, which must not be dropped on a runtime thread.
 ///
 /// `process_attributes` describe the whole process (its configuration) and
 /// go on the resource, sent once per batch of spans, rather than on every span.
@@ -117,25 +117,25 @@ pub fn init(
     // The sampler the OTEL_TRACES_SAMPLER* variables ask for, consulted before
     // a request's span exists (see `decide`), and honouring that decision when
     // the span is then created.
-    let settings = crate::otel_env::OtelSettings::from_env();
-    let sampler: Box<dyn ShouldSample> = Box::new(settings.sampler.sampler());
+    let otel_settings = crate::otel_env::OtelSettings::from_env();
+    let sampler: Box<dyn ShouldSample> = Box::new(otel_settings.sampler.sampler());
     let _ = SAMPLER.set(sampler.clone());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(resource.build())
         .with_sampler(HonourDecision(sampler));
-    let exporting = otlp_endpoint_configured();
-    if exporting {
-        check_protocol()?;
+    let settings =
+        ExportSettings::from_env(&otlp::process_env).map_err(otlp::ExportBuildError::from)?;
+    let mut export = None;
+    if let Some(settings) = settings {
+        let pipeline = otlp::build(&settings)?;
         // The batch processor keeps at most OTEL_BSP_MAX_QUEUE_SIZE (2048) spans and
         // drops the rest, so an unreachable collector costs bounded memory.
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()?;
         provider = provider.with_span_processor(
-            BatchSpanProcessor::builder(exporter)
-                .with_batch_config(settings.batch_config())
+            BatchSpanProcessor::builder(pipeline.exporter)
+                .with_batch_config(otel_settings.batch_config())
                 .build(),
         );
+        export = Some((settings, pipeline.runtime));
     }
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
@@ -156,9 +156,14 @@ pub fn init(
                 .with_span_list(false),
         ))
         .with_writer(std::io::stderr)
-        .with_filter(log_filter);
+        // The exporter reports its failures itself, with their cause and at
+        // most once per interval (`otlp::report`); the SDK's own line says
+        // "network error" at every batch.
+        .with_filter(log_filter.and(filter_fn(|metadata| {
+            metadata.name() != "BatchSpanProcessor.ExportError"
+        })));
     Registry::default().with(logs).try_init()?;
-    for warning in &settings.warnings {
+    for warning in &otel_settings.warnings {
         tracing::warn!(
             variable = warning.variable,
             value = %warning.given,
@@ -167,10 +172,21 @@ pub fn init(
         );
     }
 
-    Ok(Telemetry {
-        provider,
-        exporting,
-    })
+    if let Some((settings, _)) = &export {
+        tracing::info!(
+            endpoint = settings.endpoint.redacted(),
+            protocol = settings.protocol.as_str(),
+            tls = settings.tls.is_some(),
+            "exporting spans over OTLP"
+        );
+        for variable in &settings.unused {
+            tracing::warn!(
+                variable,
+                "set but not used: TLS settings apply to https:// endpoints, OTEL_EXPORTER_OTLP_INSECURE to grpc ones without a scheme"
+            );
+        }
+    }
+    Ok(Telemetry { provider, export })
 }
 
 /// A log line's event formatter that adds, first in the JSON object, the
@@ -212,32 +228,6 @@ fn current_trace_id() -> Option<TraceId> {
         let span_context = span.span_context();
         span_context.is_sampled().then(|| span_context.trace_id())
     })
-}
-
-fn otlp_endpoint_configured() -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .iter()
-    .any(|name| env::var(name).is_ok_and(|value| !value.trim().is_empty()))
-}
-
-/// This build carries the HTTP/protobuf exporter only; the library would
-/// otherwise ignore a request for gRPC and send HTTP to a gRPC port, failing
-/// every export quietly.
-fn check_protocol() -> Result<(), TelemetryError> {
-    for variable in [
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
-        if let Ok(value) = env::var(variable) {
-            if !value.trim().is_empty() && value.trim() != "http/protobuf" {
-                return Err(TelemetryError::UnsupportedProtocol { variable, value });
-            }
-        }
-    }
-    Ok(())
 }
 
 static SAMPLER: std::sync::OnceLock<Box<dyn ShouldSample>> = std::sync::OnceLock::new();

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 const LIMITS: ConnectionLimits = ConnectionLimits {
-    header_read_timeout: Duration::from_millis(500),
+    header_read_timeout: Duration::from_secs(2),
     max_connections: 3,
 };
 
@@ -112,14 +112,14 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     );
     for stream in held {
         let closed = closed_after(stream, started).await;
-        assert!(closed < Duration::from_secs(2), "held for {closed:?}");
+        assert!(closed < Duration::from_secs(4), "held for {closed:?}");
     }
 }
 
 #[tokio::test]
 async fn shutdown_closes_silent_and_half_sent_connections_at_once_and_finishes_requests_in_flight()
 {
-    let (address, stop, server) = start(Duration::from_secs(2)).await;
+    let (address, stop, server) = start(Duration::from_secs(5)).await;
     let silent = TcpStream::connect(address).await.expect("connect");
     let slow = half_sent(address).await;
     let in_flight = tokio::spawn(get_path(address, "/slow"));
@@ -127,12 +127,16 @@ async fn shutdown_closes_silent_and_half_sent_connections_at_once_and_finishes_r
 
     let stopping = Instant::now();
     stop.send(()).expect("server running");
-    assert!(closed_after(silent, stopping).await < Duration::from_millis(200));
-    assert!(closed_after(slow, stopping).await < Duration::from_millis(200));
+    // At once: long before the header read timeout (2 s) would close them.
+    for stream in [silent, slow] {
+        let closed = closed_after(stream, stopping).await;
+        assert!(closed < Duration::from_secs(1), "closed after {closed:?}");
+    }
     let answer = in_flight.await.expect("request task");
     assert!(answer.ends_with("slow\n"), "{answer}");
     server.await.expect("server task").expect("serve");
-    assert!(stopping.elapsed() < Duration::from_secs(1));
+    // The request in flight ended it, not the grace (5 s).
+    assert!(stopping.elapsed() < Duration::from_millis(1500));
     // The listener is closed.
     assert!(TcpStream::connect(address).await.is_err());
 }
@@ -148,7 +152,7 @@ async fn shutdown_ends_at_the_in_flight_grace_whatever_is_still_running() {
     server.await.expect("server task").expect("serve");
     let took = stopping.elapsed();
     assert!(
-        took >= grace && took < grace + Duration::from_millis(500),
+        took >= grace && took < grace + Duration::from_secs(1),
         "shutdown took {took:?} with a grace of {grace:?}"
     );
     // The endless request's connection was closed without an answer.

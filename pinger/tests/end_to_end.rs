@@ -203,19 +203,21 @@ fn an_unreachable_collector_costs_no_crash() {
 }
 
 #[test]
-fn grpc_protocol_is_refused_with_one_line() {
+fn an_unknown_protocol_is_refused_with_one_line() {
     let (status, output) = testkit::run_to_exit(
         "ponger",
         &["--listen", "127.0.0.1:0"],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc+tls"),
         ],
     );
     assert_eq!(status.code(), Some(2), "{output}");
     assert_eq!(output.trim().lines().count(), 1, "{output}");
     assert!(
-        output.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && output.contains("http/protobuf"),
+        output.contains("OTEL_EXPORTER_OTLP_PROTOCOL")
+            && output.contains("http/protobuf")
+            && output.contains("grpc"),
         "{output}"
     );
 }

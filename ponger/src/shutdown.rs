@@ -61,7 +61,7 @@ mod tests {
 
         // An entry that is never drawn does not count.
         let mut profile = ProfileName::Best.profile();
-        profile.latency = "100%100ms,0%1h".parse().expect("valid mix");
+        profile.latency = "100%100ms,0%1m".parse().expect("valid mix");
         let best = ShutdownBudget::new(Duration::ZERO, &profile);
         assert_eq!(best.in_flight, Duration::from_millis(1100));
     }

@@ -24,87 +24,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::expr::{Condition, Input};
 use crate::plan::{AnalysisSpec, ERROR_RETRY_INTERVAL, MetricSpec};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Phase {
-    Pending,
-    Running,
-    Successful,
-    Inconclusive,
-    Error,
-    Failed,
-}
-
-impl Phase {
-    pub fn completed(self) -> bool {
-        matches!(
-            self,
-            Phase::Successful | Phase::Failed | Phase::Error | Phase::Inconclusive
-        )
-    }
-
-    fn severity(self) -> u8 {
-        match self {
-            Phase::Pending => 0,
-            Phase::Running => 1,
-            Phase::Successful => 2,
-            Phase::Inconclusive => 3,
-            Phase::Error => 4,
-            Phase::Failed => 5,
-        }
-    }
-}
-
-/// The phase of one measurement from its result, and why.
-pub fn evaluate_result(
-    success: Option<&Condition>,
-    failure: Option<&Condition>,
-    input: &Input,
-) -> (Phase, String) {
-    let mut success_holds = false;
-    let mut failure_holds = false;
-    if let Some(condition) = success {
-        match condition.evaluate(input) {
-            Ok(value) => success_holds = value,
-            Err(error) => return (Phase::Error, format!("successCondition: {error}")),
-        }
-    }
-    if let Some(condition) = failure {
-        match condition.evaluate(input) {
-            Ok(value) => failure_holds = value,
-            Err(error) => return (Phase::Error, format!("failureCondition: {error}")),
-        }
-    }
-    match (success, failure) {
-        (None, None) => return (Phase::Successful, "no conditions".to_owned()),
-        (Some(_), None) => failure_holds = !success_holds,
-        (None, Some(_)) => success_holds = !failure_holds,
-        (Some(_), Some(_)) => {}
-    }
-    if failure_holds {
-        let why = match failure {
-            Some(condition) => format!("failureCondition `{}` holds", condition.source()),
-            None => format!(
-                "successCondition `{}` does not hold",
-                success.map(Condition::source).unwrap_or_default()
-            ),
-        };
-        (Phase::Failed, why)
-    } else if !success_holds {
-        (
-            Phase::Inconclusive,
-            "neither successCondition nor failureCondition holds".to_owned(),
-        )
-    } else {
-        let why = match success {
-            Some(condition) => format!("successCondition `{}` holds", condition.source()),
-            None => "failureCondition does not hold".to_owned(),
-        };
-        (Phase::Successful, why)
-    }
-}
+pub use rollout_model::{Phase, evaluate_result};
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Measurement {
@@ -359,6 +280,7 @@ pub fn scaled(duration: Duration, scale: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollout_model::Condition;
 
     fn metric(success: &str, failure: &str) -> MetricSpec {
         MetricSpec {
@@ -388,38 +310,6 @@ mod tests {
             phase,
             message: String::new(),
         }
-    }
-
-    #[test]
-    fn measurement_phases() {
-        let ok = Condition::parse("result[0] >= 0.8").unwrap();
-        let bad = Condition::parse("result[0] < 0.8").unwrap();
-        let v = |x: f64| Input::Vector(vec![x]);
-        assert_eq!(
-            evaluate_result(Some(&ok), None, &v(0.9)).0,
-            Phase::Successful
-        );
-        assert_eq!(
-            evaluate_result(Some(&ok), None, &v(f64::NAN)).0,
-            Phase::Failed
-        );
-        assert_eq!(
-            evaluate_result(Some(&ok), Some(&bad), &v(f64::NAN)).0,
-            Phase::Inconclusive
-        );
-        assert_eq!(evaluate_result(None, Some(&bad), &v(0.5)).0, Phase::Failed);
-        assert_eq!(
-            evaluate_result(None, Some(&bad), &v(0.9)).0,
-            Phase::Successful
-        );
-        assert_eq!(
-            evaluate_result(Some(&ok), Some(&bad), &Input::Vector(vec![])).0,
-            Phase::Error
-        );
-        assert_eq!(
-            evaluate_result(None, None, &Input::Vector(vec![])).0,
-            Phase::Successful
-        );
     }
 
     #[test]

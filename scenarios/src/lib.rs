@@ -8,7 +8,6 @@
 
 pub mod analysis;
 pub mod chart;
-pub mod expr;
 pub mod html;
 pub mod lb;
 pub mod manifests;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use scenarios::manifests::workspace_root;
-use scenarios::plan::parse_go_duration;
+use scenarios::plan::parse_duration;
 use scenarios::procs;
 use scenarios::rehearsal::{self, Failure, INTERRUPTED, Options};
 
@@ -64,7 +64,7 @@ enum Command {
         bin_dir: Option<PathBuf>,
 
         /// Stable traffic before the rollout starts, at the manifests' timing.
-        #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_go_duration)]
+        #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
         warmup: Duration,
 
         /// Exit with status 3 unless the verdict is this one (for CI).

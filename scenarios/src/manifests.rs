@@ -1,11 +1,14 @@
-//! Reads the Kubernetes manifests the way `kubectl kustomize` would, for the
-//! few features the repository's overlays use: `resources` (files and
+//! Renders the Kubernetes manifests: with `kubectl kustomize` when kubectl
+//! is on PATH (what is deployed is what is rehearsed), otherwise with a reader
+//! of the few kustomize features the repository's overlays use: `resources` (files and
 //! directories), `namespace`, `images`, `patches` / `patchesJson6902` /
 //! `patchesStrategicMerge` (JSON patch add/replace/remove, strategic merge by
 //! map and by list-item `name`), `configMapGenerator` with `files`. Anything
 //! else in a kustomization is ignored; it does not change what the rehearsal
 //! reads (the Rollout, its AnalysisTemplates, the pinger Deployment and the
-//! Prometheus configuration).
+//! Prometheus configuration). The reader does not apply `labels` or the
+//! generators' name hashes; a test checks that the rehearsal plays the same
+//! thing from either rendering, for every overlay.
 
 use std::path::{Path, PathBuf};
 
@@ -36,15 +39,8 @@ impl Rendered {
 
 /// YAML documents of `text` as JSON values (empty documents skipped).
 pub fn yaml_documents(text: &str, origin: &Path) -> Result<Vec<Value>, Error> {
-    let mut documents = Vec::new();
-    for document in serde_norway::Deserializer::from_str(text) {
-        let value: Value = serde::Deserialize::deserialize(document)
-            .map_err(|error| format!("{}: not valid YAML: {error}", origin.display()))?;
-        if !value.is_null() {
-            documents.push(value);
-        }
-    }
-    Ok(documents)
+    rollout_model::yaml_documents(text)
+        .map_err(|error| format!("{}: not valid YAML: {error}", origin.display()))
 }
 
 pub fn read_text(path: &Path) -> Result<String, Error> {
@@ -52,24 +48,64 @@ pub fn read_text(path: &Path) -> Result<String, Error> {
         .map_err(|error| format!("cannot read {}: {error}", path.display()))
 }
 
-/// Renders the kustomization in `dir` (or the plain YAML file `dir`).
+/// Renders the kustomization in `dir` (or the plain YAML file `dir`), with
+/// `kubectl kustomize` when kubectl is on PATH.
 pub fn render(path: &Path) -> Result<Rendered, Error> {
+    match which::which("kubectl") {
+        Ok(kubectl) if path.is_dir() && kustomization_file(path).is_some() => {
+            render_with_kubectl(&kubectl, path)
+        }
+        _ => read(path),
+    }
+}
+
+fn kustomization_file(dir: &Path) -> Option<PathBuf> {
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `kubectl kustomize dir`.
+pub fn render_with_kubectl(kubectl: &Path, dir: &Path) -> Result<Rendered, Error> {
+    let output = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|error| format!("cannot run {}: {error}", kubectl.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // kubectl logs `... "command failed" err="<the error>"`: keep the error.
+        let error = stderr
+            .split_once(" err=\"")
+            .map_or(stderr.trim(), |(_, error)| {
+                error.trim().trim_end_matches('"')
+            });
+        return Err(format!("kubectl kustomize {}: {error}", dir.display()));
+    }
+    let text = String::from_utf8(output.stdout)
+        .map_err(|_| format!("kubectl kustomize {}: output is not UTF-8", dir.display()))?;
+    let objects = yaml_documents(&text, dir)?;
+    let namespace = objects
+        .iter()
+        .find_map(|object| object["metadata"]["namespace"].as_str().map(str::to_owned));
+    Ok(Rendered { namespace, objects })
+}
+
+/// Renders with the rehearsal's own reader (no kubectl).
+pub fn read(path: &Path) -> Result<Rendered, Error> {
     if path.is_file() {
         return Ok(Rendered {
             namespace: None,
             objects: yaml_documents(&read_text(path)?, path)?,
         });
     }
-    let file = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
-        .iter()
-        .map(|name| path.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            format!(
-                "cannot read manifests at {}: no such file or kustomization directory",
-                path.display()
-            )
-        })?;
+    let file = kustomization_file(path).ok_or_else(|| {
+        format!(
+            "cannot read manifests at {}: no such file or kustomization directory",
+            path.display()
+        )
+    })?;
     let kustomization = yaml_documents(&read_text(&file)?, &file)?
         .into_iter()
         .next()
@@ -82,7 +118,7 @@ pub fn render(path: &Path) -> Result<Rendered, Error> {
                 file.display()
             ));
         }
-        let rendered = render(&path.join(&resource))?;
+        let rendered = read(&path.join(&resource))?;
         objects.extend(rendered.objects);
     }
     for generator in list(&kustomization["configMapGenerator"]) {

@@ -4,14 +4,19 @@
 //! configuration. Nothing here is a default of the rehearsal's own: every
 //! number comes from the manifests, or from Argo Rollouts' documented defaults.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::expr::Condition;
 use crate::manifests::{self, Rendered, split_image};
+use rollout_model::Args;
+use rollout_model::condition::Condition;
+use rollout_model::model::{
+    AnalysisArg, AnalysisTemplate, CanaryStep, ConfigMap, Deployment, IntOrString, Metric,
+    PodTemplate, Rollout, TemplateRef, from_value,
+};
 
 pub type Error = String;
 
@@ -99,7 +104,7 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub starting_step: Option<usize>,
     pub analysis: Option<AnalysisSpec>,
-    pub rollout_args: Vec<Value>,
+    pub rollout_args: Vec<AnalysisArg>,
     pub drain_delay: Option<String>,
     pub grace_period: Duration,
     pub readiness_period: Duration,
@@ -117,34 +122,45 @@ impl Plan {
             ));
         }
         let rendered = manifests::render(manifests)?;
-        let source = manifests.display().to_string();
-        let rollouts: Vec<&Value> = rendered
-            .of_kind("Rollout")
-            .filter(|rollout| rollout["spec"]["strategy"]["canary"].is_object())
-            .collect();
-        let rollout = match rollouts.as_slice() {
-            [one] => (*one).clone(),
-            [] => return Err(format!("{source}: no Rollout with a canary strategy")),
+        Self::from_rendered(rendered, manifests.display().to_string(), version)
+    }
+
+    /// The plan of already rendered manifests; `source` names them in errors.
+    pub fn from_rendered(rendered: Rendered, source: String, version: &str) -> Result<Self, Error> {
+        let mut canaries = Vec::new();
+        for object in rendered.of_kind("Rollout") {
+            let rollout: Rollout =
+                from_value(object).map_err(|error| format!("{source}: {error}"))?;
+            if let Some(canary) = rollout.spec.strategy.canary.clone() {
+                canaries.push((rollout, canary));
+            }
+        }
+        let (rollout, canary) = match canaries.len() {
+            1 => canaries.remove(0),
+            0 => return Err(format!("{source}: no Rollout with a canary strategy")),
             _ => return Err(format!("{source}: more than one canary Rollout")),
         };
-        let rollout_name = string(&rollout["metadata"]["name"]);
-        let namespace = rollout["metadata"]["namespace"]
-            .as_str()
-            .map(str::to_owned)
+        let rollout_name = rollout.metadata.name.clone();
+        let namespace = rollout
+            .metadata
+            .namespace
+            .clone()
             .or(rendered.namespace.clone())
             .unwrap_or_else(|| "default".to_owned());
-        let replicas = rollout["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
-        let template = rollout["spec"]["template"].clone();
-        let container = template["spec"]["containers"]
-            .get(0)
-            .cloned()
+        let template = rollout.spec.template.clone();
+        let pod: PodTemplate = serde_json::from_value(template.clone())
+            .map_err(|error| format!("{source}: Rollout {rollout_name} pod template: {error}"))?;
+        let container = pod
+            .spec
+            .containers
+            .first()
             .ok_or_else(|| format!("{source}: Rollout {rollout_name} has no container"))?;
-        let image = string(&container["image"]);
-        let (image_name, tag) = split_image(&image);
+        let (image_name, tag) = split_image(&container.image);
         let stable_version = tag.unwrap_or("latest").to_owned();
         if !VERSIONS.contains(&stable_version.as_str()) {
             return Err(format!(
-                "{source}: the Rollout's image {image} is not one of the ponger versions {}",
+                "{source}: the Rollout's image {} is not one of the ponger versions {}",
+                container.image,
                 VERSIONS.join(", ")
             ));
         }
@@ -157,40 +173,17 @@ impl Plan {
             // the rehearsal still plays one, with a distinct ReplicaSet.
             canary_hash = pod_template_hash(&serde_json::json!([canary_template, "rehearsal"]));
         }
-        let canary = &rollout["spec"]["strategy"]["canary"];
-        let steps = canary["steps"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let steps = canary
+            .steps
             .iter()
-            .map(|step| parse_step(step).map_err(|error| format!("{source}: {error}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let env = |name: &str| -> Option<String> {
-            container["env"].as_array().and_then(|env| {
-                env.iter()
-                    .find(|entry| entry["name"] == name)
-                    .and_then(|entry| entry["value"].as_str().map(str::to_owned))
+            .enumerate()
+            .map(|(index, step)| {
+                parse_step(index, step).map_err(|error| format!("{source}: {error}"))
             })
-        };
-        let drain_delay = env("PONGER_DRAIN_DELAY");
-        let grace_period = Duration::from_secs(
-            template["spec"]["terminationGracePeriodSeconds"]
-                .as_u64()
-                .unwrap_or(30),
-        );
-        let readiness_period = Duration::from_secs(
-            container["readinessProbe"]["periodSeconds"]
-                .as_u64()
-                .unwrap_or(10),
-        );
-        let pinger = pinger_settings(&rendered, &source)?;
-        let prometheus_config = prometheus_config(&rendered, &source)?;
+            .collect::<Result<Vec<_>, _>>()?;
         let mut plan = Self {
-            source,
             namespace,
-            rollout_name,
-            replicas,
-            template,
+            replicas: rollout.spec.replicas.unwrap_or(1),
             image_name,
             stable_version,
             canary_version: version.to_owned(),
@@ -199,64 +192,53 @@ impl Plan {
             steps,
             starting_step: None,
             analysis: None,
-            rollout_args: canary["analysis"]["args"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-            drain_delay,
-            grace_period,
-            readiness_period,
-            pinger,
-            prometheus_config,
+            rollout_args: Vec::new(),
+            drain_delay: container.env_value("PONGER_DRAIN_DELAY").map(str::to_owned),
+            grace_period: Duration::from_secs(
+                pod.spec.termination_grace_period_seconds.unwrap_or(30),
+            ),
+            readiness_period: Duration::from_secs(
+                container
+                    .readiness_probe
+                    .as_ref()
+                    .and_then(|probe| probe.period_seconds)
+                    .unwrap_or(10),
+            ),
+            pinger: pinger_settings(&rendered, &source)?,
+            prometheus_config: prometheus_config(&rendered, &source)?,
+            template,
+            rollout_name,
+            source,
             rendered,
         };
-        let analysis = &canary["analysis"];
-        if analysis.is_object() {
-            plan.starting_step = Some(analysis["startingStep"].as_u64().unwrap_or(0) as usize);
-            let mut templates = Vec::new();
-            for reference in analysis["templates"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                let (kind, name) = match (
-                    reference["templateName"].as_str(),
-                    reference["clusterTemplateName"].as_str(),
-                ) {
-                    (Some(name), _) => ("AnalysisTemplate", name),
-                    (None, Some(name)) => ("ClusterAnalysisTemplate", name),
-                    _ => {
-                        return Err(format!(
-                            "{}: an analysis template reference without a name",
-                            plan.source
-                        ));
-                    }
-                };
-                let object = plan.rendered.named(kind, name).cloned().ok_or_else(|| {
-                    format!(
-                        "{}: the Rollout refers to {kind} {name}, which is not in the manifests",
-                        plan.source
-                    )
-                })?;
-                templates.push(object);
-            }
+        if let Some(analysis) = canary.analysis {
+            plan.starting_step = Some(analysis.starting_step.unwrap_or(0));
+            plan.rollout_args = analysis.analysis.args.clone();
+            let templates = analysis
+                .analysis
+                .templates
+                .iter()
+                .map(|reference| plan.referenced_template(reference))
+                .collect::<Result<Vec<_>, _>>()?;
             plan.analysis = Some(plan.analysis_spec("ours", &templates)?);
         }
-        for (index, step) in canary["steps"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            if step.get("analysis").is_some() {
-                return Err(format!(
-                    "{}: step {index} is an inline analysis step, which the rehearsal does not play (only background analysis)",
-                    plan.source
-                ));
-            }
-        }
         Ok(plan)
+    }
+
+    fn referenced_template(&self, reference: &TemplateRef) -> Result<AnalysisTemplate, Error> {
+        let (kind, name) = reference.target().ok_or_else(|| {
+            format!(
+                "{}: an analysis template reference without a name",
+                self.source
+            )
+        })?;
+        let object = self.rendered.named(kind, name).ok_or_else(|| {
+            format!(
+                "{}: the Rollout refers to {kind} {name}, which is not in the manifests",
+                self.source
+            )
+        })?;
+        from_value(object).map_err(|error| format!("{}: {error}", self.source))
     }
 
     /// The canary's pod template: the new image tag and version label.
@@ -264,63 +246,54 @@ impl Plan {
         versioned_template(&self.template, &self.image_name, &self.canary_version)
     }
 
-    /// An AnalysisSpec from AnalysisTemplate objects, with the Rollout's
-    /// arguments (as Argo Rollouts passes them to the AnalysisRun).
-    pub fn analysis_spec(&self, label: &str, templates: &[Value]) -> Result<AnalysisSpec, Error> {
-        let mut values: BTreeMap<String, Option<String>> = BTreeMap::new();
-        let mut metrics_json = Vec::new();
-        let mut dry_run: Vec<String> = Vec::new();
-        let mut names = Vec::new();
+    /// An AnalysisSpec from AnalysisTemplates, with the Rollout's arguments
+    /// (as Argo Rollouts passes them to the AnalysisRun).
+    pub fn analysis_spec(
+        &self,
+        label: &str,
+        templates: &[AnalysisTemplate],
+    ) -> Result<AnalysisSpec, Error> {
+        let mut values = Args::new();
         for template in templates {
-            let name = string(&template["metadata"]["name"]);
-            names.push(name.clone());
-            for arg in template["spec"]["args"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                let arg_name = string(&arg["name"]);
-                let value = self.arg_value(&arg, &name)?;
-                let entry = values.entry(arg_name).or_insert(None);
+            for arg in &template.spec.args {
+                let value = self.arg_value(arg, &template.metadata.name)?;
+                let entry = values.entry(arg.name.clone()).or_insert(None);
                 if value.is_some() {
                     *entry = value;
                 }
             }
-            for metric in template["spec"]["metrics"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                metrics_json.push((name.clone(), metric));
-            }
-            for entry in template["spec"]["dryRun"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                dry_run.push(string(&entry["metricName"]));
-            }
         }
         for arg in &self.rollout_args {
-            let arg_name = string(&arg["name"]);
-            let value = self.arg_value(arg, &self.rollout_name)?;
-            values.insert(arg_name, value);
+            values.insert(arg.name.clone(), self.arg_value(arg, &self.rollout_name)?);
         }
+        // The run's dryRun is the union of its templates'.
+        let dry_run: Vec<&str> = templates
+            .iter()
+            .flat_map(|template| &template.spec.dry_run)
+            .map(|entry| entry.metric_name.as_str())
+            .collect();
         let mut seen = BTreeSet::new();
         let mut metrics = Vec::new();
-        for (template, metric) in metrics_json {
-            let metric = substitute(&metric, &values)
-                .map_err(|error| format!("AnalysisTemplate {template}: {error}"))?;
-            let spec = metric_spec(&metric, &dry_run)
-                .map_err(|error| format!("AnalysisTemplate {template}: {error}"))?;
-            if !seen.insert(spec.name.clone()) {
-                return Err(format!(
-                    "AnalysisTemplate {template}: metric {} is defined twice",
-                    spec.name
-                ));
+        for template in templates {
+            let name = &template.metadata.name;
+            for metric in &template.spec.metrics {
+                let spec = metric
+                    .resolved(&values)
+                    .and_then(|metric| metric_spec(&metric, &dry_run))
+                    .map_err(|error| format!("AnalysisTemplate {name}: {error}"))?;
+                if !seen.insert(spec.name.clone()) {
+                    return Err(format!(
+                        "AnalysisTemplate {name}: metric {} is defined twice",
+                        spec.name
+                    ));
+                }
+                metrics.push(spec);
             }
-            metrics.push(spec);
         }
+        let names: Vec<String> = templates
+            .iter()
+            .map(|template| template.metadata.name.clone())
+            .collect();
         if metrics.is_empty() {
             return Err(format!(
                 "AnalysisTemplate(s) {}: no metrics",
@@ -334,20 +307,16 @@ impl Plan {
         })
     }
 
-    fn arg_value(&self, arg: &Value, owner: &str) -> Result<Option<String>, Error> {
-        let name = string(&arg["name"]);
-        if let Some(value) = arg.get("value").filter(|value| !value.is_null()) {
-            return Ok(Some(match value {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            }));
+    fn arg_value(&self, arg: &AnalysisArg, owner: &str) -> Result<Option<String>, Error> {
+        let name = &arg.name;
+        if let Some(value) = &arg.value {
+            return Ok(Some(value.clone()));
         }
-        let from = &arg["valueFrom"];
-        if from.is_null() {
+        let Some(from) = &arg.value_from else {
             return Ok(None);
-        }
-        if let Some(which) = from["podTemplateHashValue"].as_str() {
-            return match which {
+        };
+        if let Some(which) = &from.pod_template_hash_value {
+            return match which.as_str() {
                 "Latest" => Ok(Some(self.canary_hash.clone())),
                 "Stable" => Ok(Some(self.stable_hash.clone())),
                 other => Err(format!(
@@ -355,8 +324,8 @@ impl Plan {
                 )),
             };
         }
-        if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
-            return match path {
+        if let Some(field) = &from.field_ref {
+            return match field.field_path.as_str() {
                 "metadata.namespace" => Ok(Some(self.namespace.clone())),
                 "metadata.name" => Ok(Some(self.rollout_name.clone())),
                 other => Err(format!(
@@ -365,7 +334,8 @@ impl Plan {
             };
         }
         Err(format!(
-            "{owner}: argument {name}: valueFrom {from} is not supported by the rehearsal (podTemplateHashValue, fieldRef)"
+            "{owner}: argument {name}: valueFrom {} is not supported by the rehearsal (podTemplateHashValue, fieldRef)",
+            from.other.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
     }
 }
@@ -380,61 +350,58 @@ fn versioned_template(template: &Value, image_name: &str, version: &str) -> Valu
     template
 }
 
-fn parse_step(step: &Value) -> Result<Step, Error> {
-    if let Some(weight) = step.get("setWeight") {
+fn parse_step(index: usize, step: &CanaryStep) -> Result<Step, Error> {
+    if step.analysis.is_some() {
+        return Err(format!(
+            "step {index} is an inline analysis step, which the rehearsal does not play (only background analysis)"
+        ));
+    }
+    if let Some(weight) = &step.set_weight {
         let weight = weight
-            .as_u64()
-            .filter(|weight| *weight <= 100)
-            .ok_or_else(|| format!("setWeight {weight} is not a percentage"))?;
+            .as_int()
+            .ok()
+            .filter(|weight| (0..=100).contains(weight))
+            .ok_or_else(|| format!("setWeight {weight:?} is not a percentage"))?;
         return Ok(Step::SetWeight(weight as u32));
     }
-    if let Some(pause) = step.get("pause") {
-        let duration = &pause["duration"];
-        if duration.is_null() {
-            return Ok(Step::Pause(None));
-        }
-        let duration = match duration {
-            Value::Number(seconds) => Duration::from_secs(seconds.as_u64().unwrap_or(0)),
-            Value::String(text) => match text.parse::<u64>() {
+    if let Some(pause) = &step.pause {
+        return Ok(Step::Pause(match &pause.duration {
+            None => None,
+            Some(IntOrString::Int(seconds)) => Some(Duration::from_secs((*seconds).max(0) as u64)),
+            Some(IntOrString::String(text)) => Some(match text.parse::<u64>() {
                 Ok(seconds) => Duration::from_secs(seconds),
-                Err(_) => parse_go_duration(text)?,
-            },
-            other => return Err(format!("pause duration {other} is not a duration")),
-        };
-        return Ok(Step::Pause(Some(duration)));
-    }
-    if step.get("analysis").is_some() {
-        return Ok(Step::Pause(Some(Duration::ZERO)));
+                Err(_) => parse_duration(text)?,
+            }),
+        }));
     }
     Err(format!(
-        "canary step {step} is not supported by the rehearsal (setWeight, pause and background analysis only)"
+        "canary step {index} ({}) is not supported by the rehearsal (setWeight, pause and background analysis only)",
+        step.other.keys().cloned().collect::<Vec<_>>().join(", ")
     ))
 }
 
 fn pinger_settings(rendered: &Rendered, source: &str) -> Result<PingerSettings, Error> {
-    let deployment = rendered
-        .of_kind("Deployment")
-        .find(|deployment| {
-            deployment["spec"]["template"]["spec"]["containers"]
-                .as_array()
-                .is_some_and(|containers| {
-                    containers.iter().any(|container| {
-                        container["image"]
-                            .as_str()
-                            .is_some_and(|image| split_image(image).0.ends_with("pinger"))
-                    })
-                })
-        })
-        .ok_or_else(|| format!("{source}: no pinger Deployment"))?;
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let env = |name: &str| -> Option<String> {
-        container["env"].as_array().and_then(|env| {
-            env.iter()
-                .find(|entry| entry["name"] == name)
-                .and_then(|entry| entry["value"].as_str().map(str::to_owned))
-        })
-    };
-    let rate = match env("PINGER_RATE") {
+    let mut found = None;
+    for object in rendered.of_kind("Deployment") {
+        let deployment: Deployment =
+            from_value(object).map_err(|error| format!("{source}: {error}"))?;
+        let pod: PodTemplate =
+            serde_json::from_value(deployment.spec.template.clone()).map_err(|error| {
+                format!("{source}: Deployment {}: {error}", deployment.metadata.name)
+            })?;
+        if pod
+            .spec
+            .containers
+            .iter()
+            .any(|container| split_image(&container.image).0.ends_with("pinger"))
+        {
+            found = Some((deployment, pod));
+            break;
+        }
+    }
+    let (deployment, pod) = found.ok_or_else(|| format!("{source}: no pinger Deployment"))?;
+    let container = pod.spec.containers.first().cloned().unwrap_or_default();
+    let rate = match container.env_value("PINGER_RATE") {
         Some(rate) => rate
             .parse::<f64>()
             .map_err(|_| format!("{source}: PINGER_RATE {rate:?} is not a number"))?,
@@ -442,28 +409,26 @@ fn pinger_settings(rendered: &Rendered, source: &str) -> Result<PingerSettings, 
     };
     Ok(PingerSettings {
         rate,
-        target_name: env("PINGER_TARGET_NAME").unwrap_or_else(|| "ping".to_owned()),
-        timeout: env("PINGER_TIMEOUT"),
-        template: deployment["spec"]["template"].clone(),
+        target_name: container
+            .env_value("PINGER_TARGET_NAME")
+            .unwrap_or("ping")
+            .to_owned(),
+        timeout: container.env_value("PINGER_TIMEOUT").map(str::to_owned),
+        template: deployment.spec.template,
     })
 }
 
 /// The Prometheus configuration among the ConfigMaps: the one whose scrape
 /// configs discover pods.
 fn prometheus_config(rendered: &Rendered, source: &str) -> Result<Value, Error> {
-    for config_map in rendered.of_kind("ConfigMap") {
-        let Some(data) = config_map["data"].as_object() else {
-            continue;
-        };
-        for (key, text) in data {
-            let Some(text) = text.as_str() else { continue };
+    for object in rendered.of_kind("ConfigMap") {
+        let config_map: ConfigMap =
+            from_value(object).map_err(|error| format!("{source}: {error}"))?;
+        for (key, text) in &config_map.data {
             if !text.contains("kubernetes_sd_configs") {
                 continue;
             }
-            let origin = format!(
-                "ConfigMap {} key {key}",
-                string(&config_map["metadata"]["name"])
-            );
+            let origin = format!("ConfigMap {} key {key}", config_map.metadata.name);
             let documents = manifests::yaml_documents(text, Path::new(&origin))?;
             if let Some(config) = documents.into_iter().next() {
                 return Ok(config);
@@ -475,169 +440,84 @@ fn prometheus_config(rendered: &Rendered, source: &str) -> Result<Value, Error> 
     ))
 }
 
-fn metric_spec(metric: &Value, dry_run: &[String]) -> Result<MetricSpec, Error> {
-    let name = string(&metric["name"]);
+fn metric_spec(metric: &Metric, dry_run: &[&str]) -> Result<MetricSpec, Error> {
+    let name = metric.name.clone();
     let context = |what: &str| format!("metric {name}: {what}");
-    let duration = |key: &str| -> Result<Option<Duration>, Error> {
-        match &metric[key] {
-            Value::Null => Ok(None),
-            Value::String(text) if text.is_empty() => Ok(None),
-            Value::String(text) => parse_go_duration(text)
+    let duration = |key: &str, text: &Option<String>| -> Result<Option<Duration>, Error> {
+        match text.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => parse_duration(text)
                 .map(Some)
                 .map_err(|error| context(&format!("{key}: {error}"))),
-            other => Err(context(&format!(
-                "{key} {other} is not a duration such as 30s"
-            ))),
         }
     };
-    let int = |key: &str, default: Option<i64>| -> Result<Option<i64>, Error> {
-        match &metric[key] {
-            Value::Null => Ok(default),
-            Value::Number(number) => number
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| context(&format!("{key} is not an integer"))),
-            Value::String(text) => text
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| context(&format!("{key} {text:?} is not an integer"))),
-            other => Err(context(&format!("{key} {other} is not an integer"))),
-        }
+    let int = |key: &str, value: &Option<IntOrString>| -> Result<Option<i64>, Error> {
+        value
+            .as_ref()
+            .map(|value| {
+                value
+                    .as_int()
+                    .map_err(|error| context(&format!("{key} {error}")))
+            })
+            .transpose()
     };
-    let condition = |key: &str| -> Result<Option<Condition>, Error> {
-        match metric[key].as_str() {
+    let condition = |key: &str, text: &Option<String>| -> Result<Option<Condition>, Error> {
+        match text.as_deref() {
             None | Some("") => Ok(None),
             Some(text) => Condition::parse(text)
                 .map(Some)
                 .map_err(|error| context(&format!("{key}: {error}"))),
         }
     };
-    let provider = metric["provider"]
-        .as_object()
-        .ok_or_else(|| context("no provider"))?;
-    let prometheus = provider.get("prometheus").ok_or_else(|| {
+    let prometheus = metric.provider.prometheus.as_ref().ok_or_else(|| {
         context(&format!(
             "provider {} is not supported by the rehearsal (prometheus only)",
-            provider.keys().cloned().collect::<Vec<_>>().join(", ")
+            metric
+                .provider
+                .other
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
-    let query = prometheus["query"]
-        .as_str()
-        .filter(|query| !query.trim().is_empty())
-        .ok_or_else(|| context("the prometheus provider has no query"))?
-        .to_owned();
-    let timeout = match &prometheus["timeout"] {
-        Value::Number(seconds) => Duration::from_secs(seconds.as_u64().unwrap_or(30)),
-        _ => Duration::from_secs(30),
-    };
+    if prometheus.query.trim().is_empty() {
+        return Err(context("the prometheus provider has no query"));
+    }
     Ok(MetricSpec {
-        interval: duration("interval")?,
-        initial_delay: duration("initialDelay")?,
-        count: int("count", None)?,
-        failure_limit: int("failureLimit", Some(0))?.unwrap_or(0),
-        inconclusive_limit: int("inconclusiveLimit", Some(0))?.unwrap_or(0),
-        consecutive_error_limit: int(
-            "consecutiveErrorLimit",
-            Some(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
-        )?
-        .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
-        success: condition("successCondition")?,
-        failure: condition("failureCondition")?,
-        address: string(&prometheus["address"]),
-        query,
-        timeout,
-        dry_run: dry_run.iter().any(|entry| entry == &name || entry == ".*"),
+        interval: duration("interval", &metric.interval)?,
+        initial_delay: duration("initialDelay", &metric.initial_delay)?,
+        count: int("count", &metric.count)?,
+        failure_limit: int("failureLimit", &metric.failure_limit)?.unwrap_or(0),
+        inconclusive_limit: int("inconclusiveLimit", &metric.inconclusive_limit)?.unwrap_or(0),
+        consecutive_error_limit: int("consecutiveErrorLimit", &metric.consecutive_error_limit)?
+            .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
+        success: condition("successCondition", &metric.success_condition)?,
+        failure: condition("failureCondition", &metric.failure_condition)?,
+        address: prometheus.address.clone(),
+        query: prometheus.query.clone(),
+        timeout: Duration::from_secs(prometheus.timeout.unwrap_or(30)),
+        dry_run: dry_run.iter().any(|entry| *entry == name || *entry == ".*"),
         name,
     })
 }
 
-/// Replaces `{{args.NAME}}` in every string of `value`, as Argo Rollouts
-/// resolves a metric's arguments; an argument without a value is an error.
-pub fn substitute(value: &Value, args: &BTreeMap<String, Option<String>>) -> Result<Value, Error> {
-    Ok(match value {
-        Value::String(text) => Value::String(substitute_text(text, args)?),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| substitute(item, args))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, item)| Ok((key.clone(), substitute(item, args)?)))
-                .collect::<Result<_, Error>>()?,
-        ),
-        other => other.clone(),
-    })
-}
-
-fn substitute_text(text: &str, args: &BTreeMap<String, Option<String>>) -> Result<String, Error> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
-        let key = after[..close].trim();
-        let name = key
-            .strip_prefix("args.")
-            .ok_or_else(|| format!("{{{{{key}}}}} is not an argument reference (args.NAME)"))?;
-        match args.get(name) {
-            Some(Some(value)) => out.push_str(value),
-            Some(None) => {
-                return Err(format!(
-                    "argument {name} has no value (neither the template nor the Rollout gives one)"
-                ));
-            }
-            None => return Err(format!("argument {name} is used but not declared")),
-        }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn string(value: &Value) -> String {
-    value.as_str().unwrap_or_default().to_owned()
-}
-
-/// Go's time.ParseDuration for the units manifests use (h, m, s, ms, us, ns),
-/// e.g. `30s`, `1m30s`, `500ms`, `1.5h`.
-pub fn parse_go_duration(text: &str) -> Result<Duration, Error> {
+/// A duration of the manifests (Argo's `interval`, `initialDelay`, pause,
+/// Prometheus' intervals and ranges) or of a flag: `30s`, `1m30s`, `500ms`,
+/// `1d`, read by promql-parser's Prometheus duration parser. Argo reads its
+/// durations with Go's parser, whose forms the manifests use are a subset of
+/// Prometheus' (fractions and `us`/`ns` are not); a bare number is refused,
+/// as Go refuses it, and `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, Error> {
+    let text = text.trim();
     let form = || format!("{text:?} is not a duration such as 30s, 1m30s or 500ms");
-    let mut rest = text.trim();
-    if rest == "0" {
+    if text == "0" {
         return Ok(Duration::ZERO);
     }
-    if rest.is_empty() {
+    if text.parse::<f64>().is_ok() {
         return Err(form());
     }
-    let mut total = 0.0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(form)?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| form())?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return Err(form()),
-        };
-        total += number * unit;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
+    promql_parser::util::parse_duration(text).map_err(|_| form())
 }
 
 /// A duration the way Prometheus and Go print it, in milliseconds when not whole seconds.
@@ -674,35 +554,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_go_duration("30").is_err());
-        assert!(parse_go_duration("soon").is_err());
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("1d2h"), Ok(Duration::from_secs(93_600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(go_duration(Duration::from_millis(6000)), "6s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
-    }
-
-    #[test]
-    fn arguments() {
-        let mut args = BTreeMap::new();
-        args.insert("canary-hash".to_owned(), Some("abc".to_owned()));
-        args.insert("missing".to_owned(), None);
-        assert_eq!(
-            substitute_text("x{{args.canary-hash}}y{{ args.canary-hash }}", &args),
-            Ok("xabcyabc".to_owned())
-        );
-        assert!(
-            substitute_text("{{args.missing}}", &args)
-                .unwrap_err()
-                .contains("no value")
-        );
-        assert!(
-            substitute_text("{{args.other}}", &args)
-                .unwrap_err()
-                .contains("not declared")
-        );
     }
 
     #[test]

@@ -75,8 +75,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn machine() -> Machine {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let sudo_without_password = !root
         && on_path("sudo").is_some()
         && Command::new("sudo")

@@ -10,6 +10,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -36,14 +38,14 @@ pub fn live() -> Vec<(u32, String)> {
 /// SIGKILLs every registered child: the last resort on any exit path.
 pub fn kill_all() {
     for (pid, _) in live() {
-        signal(pid, libc::SIGKILL);
+        signal(pid, Signal::SIGKILL);
     }
 }
 
-pub fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill(2) with a pid we spawned; no memory is shared.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
+/// Sends `signal` to a child we spawned; one already gone is not an error.
+pub fn signal(pid: u32, signal: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
     }
 }
 
@@ -84,11 +86,11 @@ impl Proc {
         }
         command.env("RUST_LOG", "info");
         command.envs(envs.iter().map(|(key, value)| (key, value)));
-        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+        // SAFETY: the closure only calls prctl(2), which is async-signal-safe
+        // and sets this child's parent-death signal.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
         let mut child = command
@@ -182,7 +184,7 @@ impl Proc {
 
     /// SIGTERM, then up to `grace` for the exit, then SIGKILL (as the kubelet).
     pub async fn terminate(&mut self, grace: Duration) -> String {
-        signal(self.pid, libc::SIGTERM);
+        signal(self.pid, Signal::SIGTERM);
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
                 self.unregister();
@@ -218,11 +220,7 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-/// `name` on PATH.
+/// The executable `name` on PATH.
 pub fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    which::which(name).ok()
 }

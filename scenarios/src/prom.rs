@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use promql_parser::parser::{Expr, Offset};
 use serde_json::{Value, json};
 
 use crate::analysis::scaled;
-use crate::expr::Input;
-use crate::plan::{go_duration, parse_go_duration};
+use crate::plan::{go_duration, parse_duration};
 use crate::procs::Proc;
+use rollout_model::Input;
 
 /// A pod as Kubernetes discovery would present it.
 #[derive(Clone, Debug)]
@@ -134,7 +135,7 @@ fn scale_field(
     scale: f64,
 ) -> Result<(), String> {
     if let Some(Value::String(text)) = map.get(key) {
-        let duration = parse_prometheus_duration(text)?;
+        let duration = parse_duration(text)?;
         let scaled = scaled(duration, scale).max(Duration::from_millis(100));
         map.insert(key.to_owned(), Value::String(go_duration(round_ms(scaled))));
     }
@@ -143,46 +144,6 @@ fn scale_field(
 
 fn round_ms(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis() as u64)
-}
-
-/// Prometheus durations: Go's units plus d, w, y.
-pub fn parse_prometheus_duration(text: &str) -> Result<Duration, String> {
-    let mut seconds = 0.0;
-    let mut rest = text.trim();
-    let mut go_part = String::new();
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number = &rest[..end];
-        let unit_end = rest[end..]
-            .find(|c: char| c.is_ascii_digit())
-            .map_or(rest.len(), |index| index + end);
-        let unit = &rest[end..unit_end];
-        let factor = match unit {
-            "d" => Some(86_400.0),
-            "w" => Some(604_800.0),
-            "y" => Some(31_536_000.0),
-            _ => None,
-        };
-        match factor {
-            Some(factor) => {
-                seconds += number
-                    .parse::<f64>()
-                    .map_err(|_| format!("{text:?} is not a Prometheus duration"))?
-                    * factor
-            }
-            None => {
-                go_part.push_str(number);
-                go_part.push_str(unit);
-            }
-        }
-        rest = &rest[unit_end..];
-    }
-    if !go_part.is_empty() {
-        seconds += parse_go_duration(&go_part)?.as_secs_f64();
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// The rehearsal's configuration from the Kubernetes one.
@@ -212,7 +173,7 @@ pub fn rehearsal_config(
     for key in ["scrape_interval", "scrape_timeout", "evaluation_interval"] {
         scale_field(global, key, scale)?;
     }
-    let interval = parse_prometheus_duration(global["scrape_interval"].as_str().unwrap_or("1m"))?;
+    let interval = parse_duration(global["scrape_interval"].as_str().unwrap_or("1m"))?;
     let mut left_out = Vec::new();
     let mut jobs = Vec::new();
     for job in root
@@ -400,96 +361,60 @@ pub fn format_value(value: f64) -> String {
     }
 }
 
-/// Divides every range, subquery and offset duration of a PromQL query by
-/// `scale` (in milliseconds), leaving strings and label matchers alone.
+/// Divides every range, subquery step and offset of a PromQL query by
+/// `scale` (at least 1 ms each). The query is parsed and printed again by
+/// promql-parser: the same query, in Prometheus' own spelling (matchers
+/// sorted, spaces normalised).
 pub fn scale_promql(query: &str, scale: f64) -> Result<String, String> {
     if (scale - 1.0).abs() < f64::EPSILON {
         return Ok(query.to_owned());
     }
-    let scale_one = |text: &str| -> Result<String, String> {
-        let duration = parse_prometheus_duration(text.trim())
-            .map_err(|error| format!("in the query's range {text:?}: {error}"))?;
-        Ok(go_duration(round_ms(
-            scaled(duration, scale).max(Duration::from_millis(1)),
-        )))
+    let mut expr = promql_parser::parser::parse(query)
+        .map_err(|error| format!("the query does not parse: {error}"))?;
+    let shorten =
+        |duration: Duration| round_ms(scaled(duration, scale).max(Duration::from_millis(1)));
+    scale_expr(&mut expr, &shorten);
+    Ok(expr.to_string())
+}
+
+fn scale_expr(expr: &mut Expr, shorten: &dyn Fn(Duration) -> Duration) {
+    let offset = |offset: &mut Option<Offset>| {
+        *offset = offset.take().map(|offset| match offset {
+            Offset::Pos(duration) => Offset::Pos(shorten(duration)),
+            Offset::Neg(duration) => Offset::Neg(shorten(duration)),
+        });
     };
-    let chars: Vec<char> = query.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            let start = i;
-            i += 1;
-            while i < chars.len() && chars[i] != c {
-                if chars[i] == '\\' && c != '`' {
-                    i += 1;
-                }
-                i += 1;
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            scale_expr(&mut aggregate.expr, shorten);
+            if let Some(param) = aggregate.param.as_mut() {
+                scale_expr(param, shorten);
             }
-            i = (i + 1).min(chars.len());
-            out.extend(&chars[start..i]);
-            continue;
         }
-        if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
-                out.push(chars[i]);
-                i += 1;
+        Expr::Unary(unary) => scale_expr(&mut unary.expr, shorten),
+        Expr::Binary(binary) => {
+            scale_expr(&mut binary.lhs, shorten);
+            scale_expr(&mut binary.rhs, shorten);
+        }
+        Expr::Paren(paren) => scale_expr(&mut paren.expr, shorten),
+        Expr::Subquery(subquery) => {
+            subquery.range = shorten(subquery.range);
+            subquery.step = subquery.step.map(shorten);
+            offset(&mut subquery.offset);
+            scale_expr(&mut subquery.expr, shorten);
+        }
+        Expr::VectorSelector(selector) => offset(&mut selector.offset),
+        Expr::MatrixSelector(selector) => {
+            selector.range = shorten(selector.range);
+            offset(&mut selector.vs.offset);
+        }
+        Expr::Call(call) => {
+            for arg in call.args.args.iter_mut() {
+                scale_expr(arg, shorten);
             }
-            continue;
         }
-        if c == '[' {
-            let close = chars[i..]
-                .iter()
-                .position(|c| *c == ']')
-                .map(|offset| i + offset);
-            let Some(close) = close else {
-                return Err("unclosed [ in the query".to_owned());
-            };
-            let inside: String = chars[i + 1..close].iter().collect();
-            let scaled_inside = match inside.split_once(':') {
-                Some((range, step)) if step.trim().is_empty() => format!("{}:", scale_one(range)?),
-                Some((range, step)) => format!("{}:{}", scale_one(range)?, scale_one(step)?),
-                None => scale_one(&inside)?,
-            };
-            out.push('[');
-            out.push_str(&scaled_inside);
-            out.push(']');
-            i = close + 1;
-            continue;
-        }
-        if c.is_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            out.push_str(&word);
-            if word == "offset" {
-                while i < chars.len() && chars[i].is_whitespace() {
-                    out.push(chars[i]);
-                    i += 1;
-                }
-                let negative = i < chars.len() && chars[i] == '-';
-                if negative {
-                    out.push('-');
-                    i += 1;
-                }
-                let start = i;
-                while i < chars.len() && chars[i].is_ascii_alphanumeric() {
-                    i += 1;
-                }
-                let duration: String = chars[start..i].iter().collect();
-                out.push_str(&scale_one(&duration)?);
-            }
-            continue;
-        }
-        out.push(c);
-        i += 1;
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
-    Ok(out)
 }
 
 pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
@@ -506,25 +431,18 @@ mod tests {
             r#"sum(rate(x{code=~"[45]..", a="[1m]"}[1m])) / sum(rate(y[5m:30s] offset 2m))"#;
         assert_eq!(
             scale_promql(query, 10.0).unwrap(),
-            r#"sum(rate(x{code=~"[45]..", a="[1m]"}[6s])) / sum(rate(y[30s:3s] offset 12s))"#
+            r#"sum(rate(x{a="[1m]",code=~"[45].."}[6s])) / sum(rate(y[30s:3s] offset 12s))"#
         );
         assert_eq!(scale_promql(query, 1.0).unwrap(), query);
         assert_eq!(
             scale_promql("rate(x[1m30s])", 4.0).unwrap(),
-            "rate(x[22500ms])"
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_prometheus_duration("1d2h").unwrap(),
-            Duration::from_secs(93_600)
+            "rate(x[22s500ms])"
         );
         assert_eq!(
-            parse_prometheus_duration("10s").unwrap(),
-            Duration::from_secs(10)
+            scale_promql("max_over_time(rate(x[1m] offset -30s)[5m:] @ end())", 10.0).unwrap(),
+            "max_over_time(rate(x[6s] offset -3s)[30s:] @ end())"
         );
+        assert!(scale_promql("rate(x[1m]", 10.0).is_err());
     }
 
     #[test]

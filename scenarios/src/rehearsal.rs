@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::analysis::{Measurement, Phase, Run, evaluate_result, scaled};
 use crate::lb::{Balancer, Totals};
 use crate::manifests;
@@ -126,13 +124,15 @@ pub async fn rehearse(options: Options) -> Result<Report, Failure> {
     }
     if let Some(path) = &options.compare {
         let objects = manifests::render(path).map_err(Failure::Input)?;
-        let templates: Vec<Value> = objects
+        let templates: Vec<rollout_model::AnalysisTemplate> = objects
             .objects
-            .into_iter()
+            .iter()
             .filter(|object| {
                 object["kind"] == "AnalysisTemplate" || object["kind"] == "ClusterAnalysisTemplate"
             })
-            .collect();
+            .map(rollout_model::model::from_value)
+            .collect::<Result<_, _>>()
+            .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))?;
         if templates.is_empty() {
             return Err(Failure::Input(format!(
                 "{}: no AnalysisTemplate",
@@ -752,7 +752,7 @@ impl World {
             // The drain delay lets endpoints catch up with a terminating pod;
             // it is scaled with everything else (the balancer drops the
             // replica before SIGTERM anyway).
-            let delay = crate::plan::parse_go_duration(delay).map_err(Failure::Input)?;
+            let delay = crate::plan::parse_duration(delay).map_err(Failure::Input)?;
             args.extend([
                 "--drain-delay".to_owned(),
                 go_duration(scaled(delay, self.scale).max(Duration::from_millis(100))),
@@ -961,10 +961,10 @@ impl World {
         let mut replicas = std::mem::take(&mut self.replicas);
         for replica in &mut replicas {
             self.lb.remove(&replica.pod);
-            procs::signal(replica.proc.pid, libc::SIGTERM);
+            procs::signal(replica.proc.pid, nix::sys::signal::Signal::SIGTERM);
             if failed {
                 // A second signal skips the drain delay.
-                procs::signal(replica.proc.pid, libc::SIGTERM);
+                procs::signal(replica.proc.pid, nix::sys::signal::Signal::SIGTERM);
             }
         }
         for replica in &mut replicas {

@@ -2,7 +2,10 @@
 //! test and benchmark peers (receivers, fake collectors) that blocking code
 //! talks to.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// The server; it stops when dropped.
@@ -15,6 +18,21 @@ impl BackgroundServer {
     /// Serves `router` on a free loopback port, on a current-thread runtime
     /// of its own, and returns once the port is bound.
     pub fn start(router: axum::Router) -> Self {
+        Self::start_with(move |listener, stop| async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await;
+        })
+    }
+
+    /// Runs `serve` with a listener bound to a free loopback port, on a
+    /// current-thread runtime of its own, and returns once the port is bound.
+    /// `serve` is to stop when its second argument completes (on drop).
+    pub fn start_with<F, S>(serve: S) -> Self
+    where
+        S: FnOnce(tokio::net::TcpListener, Stopped) -> F + Send + 'static,
+        F: Future<Output = ()>,
+    {
         let (address_sender, address_receiver) = std::sync::mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
@@ -27,11 +45,7 @@ impl BackgroundServer {
                     .await
                     .expect("bind a loopback port");
                 let _ = address_sender.send(listener.local_addr().expect("local address"));
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.await;
-                    })
-                    .await;
+                serve(listener, Stopped(stop)).await;
             });
         });
         let address = address_receiver
@@ -53,5 +67,16 @@ impl Drop for BackgroundServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// Completes when the [`BackgroundServer`] is dropped.
+pub struct Stopped(tokio::sync::oneshot::Receiver<()>);
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(context).map(|_| ())
     }
 }

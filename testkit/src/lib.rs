@@ -3,7 +3,8 @@
 //!
 //! - [`Service`]: one of the workspace's binaries, started as a child process.
 //! - [`Prometheus`]: Debian's `prometheus`, started with exemplar storage on.
-//! - [`OtlpReceiver`]: an OTLP/HTTP protobuf trace receiver.
+//! - [`OtlpReceiver`]: an OTLP trace receiver (HTTP/protobuf or gRPC, plain or TLS).
+//! - [`TestPki`]: a CA and certificates made for one test.
 //! - [`exposition`]: a small reader for `/metrics` pages, for assertions.
 //!
 //! The API is blocking (tests are plain `#[test]` functions); the OTLP
@@ -15,16 +16,18 @@ pub mod fake_target;
 pub mod otlp;
 pub mod prometheus;
 pub mod service;
+pub mod tls;
 
 pub use background::BackgroundServer;
 pub use exposition::{Exposition, Sample, scrape};
 pub use fake_target::{Behaviour, FakeTarget};
-pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use otlp::{OtlpReceiver, OtlpTransport, ReceivedSpan, ReceiverTls};
 pub use prometheus::Prometheus;
 pub use service::{
     ConfigErrorCase, Service, assert_config_error, assert_config_errors,
     assert_unusable_listen_addresses_rejected, binary, run_to_exit,
 };
+pub use tls::TestPki;
 
 use std::time::{Duration, Instant};
 

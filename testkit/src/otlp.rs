@@ -1,9 +1,12 @@
-//! A real OTLP/HTTP trace receiver: accepts `POST /v1/traces` with an
-//! `application/x-protobuf` `ExportTraceServiceRequest`, as a collector does,
-//! and keeps every span for assertions.
+//! A real OTLP trace receiver, as a collector is: OTLP/HTTP (`POST
+//! /v1/traces` with an `application/x-protobuf` `ExportTraceServiceRequest`)
+//! or OTLP/gRPC (the generated `TraceService` server), each in plain text or
+//! over TLS (optionally requiring a client certificate). It keeps every span
+//! for assertions.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,11 +14,20 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::background::Stopped;
+use crate::tls::TestPki;
 
 /// One span as received, ids in lowercase hex.
 #[derive(Clone, Debug)]
@@ -38,32 +50,186 @@ pub const SPAN_KIND_CLIENT: i32 = 3;
 
 type Spans = Arc<Mutex<Vec<ReceivedSpan>>>;
 
+/// How the receiver is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpTransport {
+    /// OTLP/HTTP with protobuf bodies (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`).
+    Http,
+    /// OTLP/gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`).
+    Grpc,
+}
+
+/// TLS for the receiver: the server certificate of `pki`, and whether
+/// clients must present a certificate signed by its CA.
+#[derive(Clone, Copy)]
+pub struct ReceiverTls<'a> {
+    pub pki: &'a TestPki,
+    pub require_client_certificate: bool,
+}
+
 /// The receiver; it stops when dropped.
 pub struct OtlpReceiver {
     server: crate::BackgroundServer,
     spans: Spans,
+    transport: OtlpTransport,
+    tls: bool,
+    handshake_errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl OtlpReceiver {
+    /// A plain OTLP/HTTP receiver.
     pub fn start() -> Self {
+        Self::serve(OtlpTransport::Http, None)
+    }
+
+    pub fn serve(transport: OtlpTransport, tls: Option<ReceiverTls<'_>>) -> Self {
         let spans: Spans = Arc::default();
-        let router = Router::new()
-            .route("/v1/traces", post(receive))
-            .with_state(spans.clone());
+        let handshake_errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let server = match transport {
+            OtlpTransport::Http => {
+                let router = Router::new()
+                    .route("/v1/traces", post(receive))
+                    .with_state(spans.clone());
+                match tls {
+                    None => crate::BackgroundServer::start(router),
+                    Some(tls) => {
+                        let acceptor = TlsAcceptor::from(
+                            tls.pki.server_config(tls.require_client_certificate),
+                        );
+                        let errors = handshake_errors.clone();
+                        crate::BackgroundServer::start_with(move |listener, stop| async move {
+                            let listener = TlsListener {
+                                listener,
+                                acceptor,
+                                errors,
+                            };
+                            let _ = axum::serve(listener, router)
+                                .with_graceful_shutdown(stop)
+                                .await;
+                        })
+                    }
+                }
+            }
+            OtlpTransport::Grpc => {
+                let service = TraceServiceServer::new(GrpcReceiver {
+                    spans: spans.clone(),
+                });
+                let tls = tls.map(|tls| {
+                    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+                    let config = ServerTlsConfig::new().identity(Identity::from_pem(
+                        &tls.pki.server_certificate_pem,
+                        &tls.pki.server_key_pem,
+                    ));
+                    if tls.require_client_certificate {
+                        config.client_ca_root(Certificate::from_pem(&tls.pki.ca_pem))
+                    } else {
+                        config
+                    }
+                });
+                crate::BackgroundServer::start_with(move |listener, stop| {
+                    serve_grpc(listener, stop, service, tls)
+                })
+            }
+        };
         Self {
-            server: crate::BackgroundServer::start(router),
+            server,
             spans,
+            transport,
+            tls: tls.is_some(),
+            handshake_errors,
         }
     }
 
     /// The base URL to put in `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.server.address())
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.server.address())
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub fn protocol(&self) -> &'static str {
+        match self.transport {
+            OtlpTransport::Http => "http/protobuf",
+            OtlpTransport::Grpc => "grpc",
+        }
     }
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().expect("span lock").clone()
+    }
+
+    /// Why TLS handshakes with the OTLP/HTTP receiver failed, in order.
+    pub fn handshake_errors(&self) -> Vec<String> {
+        self.handshake_errors.lock().expect("error lock").clone()
+    }
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    stop: Stopped,
+    service: TraceServiceServer<GrpcReceiver>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).expect("receiver TLS configuration");
+    }
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let _ = builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await;
+}
+
+/// The OTLP/gRPC `TraceService`.
+struct GrpcReceiver {
+    spans: Spans,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        record(&self.spans, request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Accepts TLS connections for axum, one handshake at a time (enough for a
+/// test), noting each failed handshake rather than stopping.
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let error =
+                match tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => return (tls, address),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => "handshake timed out".to_owned(),
+                };
+            self.errors.lock().expect("error lock").push(error);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }
 
@@ -78,6 +244,14 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
+    record(&spans, request);
+    (
+        StatusCode::OK,
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+}
+
+fn record(spans: &Spans, request: ExportTraceServiceRequest) {
     let mut received = Vec::new();
     for resource_spans in request.resource_spans {
         let resource: BTreeMap<String, String> = resource_spans
@@ -102,10 +276,6 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
         }
     }
     spans.lock().expect("span lock").extend(received);
-    (
-        StatusCode::OK,
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    )
 }
 
 fn attribute_map(attributes: &[KeyValue]) -> BTreeMap<String, String> {

@@ -10,17 +10,12 @@ use serde_json::Value;
 /// The `prometheus` executable on PATH. Panics, naming how to install it,
 /// when it is absent: tests that need it must fail, not pass by skipping.
 pub fn executable() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("prometheus"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "prometheus is not on PATH; install Debian's package (apt-get install prometheus) \
+    which::which("prometheus").unwrap_or_else(|_| {
+        panic!(
+            "prometheus is not on PATH; install Debian's package (apt-get install prometheus) \
                  or run scripts/test.sh, which installs it"
-            )
-        })
+        )
+    })
 }
 
 /// A running Prometheus; killed when dropped.

@@ -59,10 +59,9 @@ pub fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMIUM") {
         return PathBuf::from(path);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| [dir.join("chromium"), dir.join("chromium-browser")])
-        .find(|candidate| candidate.is_file())
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find_map(|name| which::which(name).ok())
         .expect("chromium is missing: run scripts/install-test-deps.sh (Debian: apt-get install chromium)")
 }
 
