@@ -219,6 +219,26 @@ trait Overflow {
     fn overflow() -> Self;
 }
 
+/// What a request family's label set must be: encodable, a map key shared
+/// across threads, and able to name the family's overflow series.
+trait SeriesLabels:
+    Overflow + EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<T> SeriesLabels for T where
+    T: Overflow
+        + EncodeLabelSet
+        + Clone
+        + std::hash::Hash
+        + Eq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 impl Overflow for ServerLabels {
     fn overflow() -> Self {
         Self {
@@ -364,24 +384,8 @@ impl<K: Eq, V> SeriesCache<K, V> {
 
 impl<L, G> RequestMetrics<L, G>
 where
-    L: Overflow
-        + EncodeLabelSet
-        + Clone
-        + std::hash::Hash
-        + Eq
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    G: Overflow
-        + EncodeLabelSet
-        + Clone
-        + std::hash::Hash
-        + Eq
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    L: SeriesLabels,
+    G: SeriesLabels,
 {
     fn register(registry: &mut Registry, names: &RequestMetricNames) -> Self {
         // One overflow counter for the side, by family.
