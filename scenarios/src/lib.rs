@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod chart;
+pub mod controller;
 pub mod html;
 pub mod lb;
 pub mod manifests;

@@ -33,6 +33,8 @@ pub enum Step {
     SetWeight(u32),
     /// `None`: a pause that waits for a person (`kubectl argo rollouts promote`).
     Pause(Option<Duration>),
+    /// An inline analysis: the step ends when its run completes.
+    Analysis(Box<AnalysisSpec>),
 }
 
 impl Step {
@@ -41,11 +43,12 @@ impl Step {
             Step::SetWeight(weight) => format!("setWeight {weight}"),
             Step::Pause(Some(duration)) => format!("pause {}", go_duration(*duration)),
             Step::Pause(None) => "pause (until promoted)".to_owned(),
+            Step::Analysis(spec) => format!("analysis {}", spec.templates.join("+")),
         }
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MetricSpec {
     pub name: String,
     pub interval: Option<Duration>,
@@ -74,7 +77,7 @@ impl MetricSpec {
 }
 
 /// One AnalysisRun's specification: the metrics of its templates, arguments resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisSpec {
     pub label: String,
     pub templates: Vec<String>,
@@ -173,14 +176,6 @@ impl Plan {
             // the rehearsal still plays one, with a distinct ReplicaSet.
             canary_hash = pod_template_hash(&serde_json::json!([canary_template, "rehearsal"]));
         }
-        let steps = canary
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(index, step)| {
-                parse_step(index, step).map_err(|error| format!("{source}: {error}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut plan = Self {
             namespace,
             replicas: rollout.spec.replicas.unwrap_or(1),
@@ -189,7 +184,7 @@ impl Plan {
             canary_version: version.to_owned(),
             stable_hash,
             canary_hash,
-            steps,
+            steps: Vec::new(),
             starting_step: None,
             analysis: None,
             rollout_args: Vec::new(),
@@ -222,7 +217,28 @@ impl Plan {
                 .collect::<Result<Vec<_>, _>>()?;
             plan.analysis = Some(plan.analysis_spec("ours", &templates)?);
         }
+        plan.steps = canary
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| plan.step(index, step))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(plan)
+    }
+
+    fn step(&self, index: usize, step: &CanaryStep) -> Result<Step, Error> {
+        let Some(analysis) = &step.analysis else {
+            return parse_step(index, step).map_err(|error| format!("{}: {error}", self.source));
+        };
+        let templates = analysis
+            .templates
+            .iter()
+            .map(|reference| self.referenced_template(reference))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = self
+            .analysis_spec_with_args(&format!("step {}", index + 1), &templates, &analysis.args)
+            .map_err(|error| format!("{}: step {index}: {error}", self.source))?;
+        Ok(Step::Analysis(Box::new(spec)))
     }
 
     fn referenced_template(&self, reference: &TemplateRef) -> Result<AnalysisTemplate, Error> {
@@ -253,6 +269,16 @@ impl Plan {
         label: &str,
         templates: &[AnalysisTemplate],
     ) -> Result<AnalysisSpec, Error> {
+        self.analysis_spec_with_args(label, templates, &self.rollout_args)
+    }
+
+    /// The same with the arguments an inline analysis step passes.
+    fn analysis_spec_with_args(
+        &self,
+        label: &str,
+        templates: &[AnalysisTemplate],
+        args: &[AnalysisArg],
+    ) -> Result<AnalysisSpec, Error> {
         let mut values = Args::new();
         for template in templates {
             for arg in &template.spec.args {
@@ -263,7 +289,7 @@ impl Plan {
                 }
             }
         }
-        for arg in &self.rollout_args {
+        for arg in args {
             values.insert(arg.name.clone(), self.arg_value(arg, &self.rollout_name)?);
         }
         // The run's dryRun is the union of its templates'.
@@ -351,11 +377,6 @@ fn versioned_template(template: &Value, image_name: &str, version: &str) -> Valu
 }
 
 fn parse_step(index: usize, step: &CanaryStep) -> Result<Step, Error> {
-    if step.analysis.is_some() {
-        return Err(format!(
-            "step {index} is an inline analysis step, which the rehearsal does not play (only background analysis)"
-        ));
-    }
     if let Some(weight) = &step.set_weight {
         let weight = weight
             .as_int()
@@ -375,7 +396,7 @@ fn parse_step(index: usize, step: &CanaryStep) -> Result<Step, Error> {
         }));
     }
     Err(format!(
-        "canary step {index} ({}) is not supported by the rehearsal (setWeight, pause and background analysis only)",
+        "canary step {index} ({}) is not supported by the rehearsal (setWeight, pause, analysis and background analysis only)",
         step.other.keys().cloned().collect::<Vec<_>>().join(", ")
     ))
 }

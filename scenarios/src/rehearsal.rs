@@ -433,6 +433,11 @@ impl World {
                 Step::Pause(None) => self.out.line(
                     "a pause without duration waits for `kubectl argo rollouts promote`: the rehearsal promotes it at once",
                 ),
+                Step::Analysis(_) => {
+                    return Err(Failure::Input(format!(
+                        "step {index} is an inline analysis step, which this rehearsal does not play yet"
+                    )));
+                }
             }
             if self.primary_decided() {
                 if self.all_decided() {
