@@ -647,7 +647,7 @@ mod tests {
             replicas: 5,
             steps: vec!["setWeight 20".into()],
             pinger_rate: 20.0,
-            verdict: "Aborted".into(),
+            verdict: crate::controller::VerdictKind::Aborted,
             reason: "metric success-ratio assessed Failed".into(),
             time_to_verdict_seconds: 3.0,
             time_to_verdict_at_manifest_timing_seconds: 30.0,

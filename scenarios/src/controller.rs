@@ -265,6 +265,10 @@ impl RolloutController {
         &self.runs[run].run.metrics[metric].spec
     }
 
+    pub fn time_scale(&self) -> f64 {
+        self.scale
+    }
+
     pub fn step(&self) -> usize {
         self.step
     }

@@ -18,3 +18,4 @@ pub mod procs;
 pub mod prom;
 pub mod rehearsal;
 pub mod report;
+pub mod reporter;

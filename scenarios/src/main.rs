@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                 }
             }
             match expect {
-                Some(expected) if expected != report.verdict => {
+                Some(expected) if expected != report.verdict.to_string() => {
                     eprintln!(
                         "error: expected the verdict {expected}, got {}",
                         report.verdict
