@@ -14,8 +14,8 @@ use crate::manifests::{self, Rendered, split_image};
 use rollout_model::Args;
 use rollout_model::condition::Condition;
 use rollout_model::model::{
-    AnalysisArg, AnalysisTemplate, CanaryStep, ConfigMap, Deployment, IntOrString, Metric,
-    PodTemplate, Rollout, TemplateRef, from_value,
+    AnalysisArg, AnalysisTemplate, CanaryStep, CanaryStrategy, ConfigMap, Deployment, IntOrString,
+    Metric, PodTemplate, Rollout, TemplateRef, from_value,
 };
 
 pub type Error = String;
@@ -130,19 +130,7 @@ impl Plan {
 
     /// The plan of already rendered manifests; `source` names them in errors.
     pub fn from_rendered(rendered: Rendered, source: String, version: &str) -> Result<Self, Error> {
-        let mut canaries = Vec::new();
-        for object in rendered.of_kind("Rollout") {
-            let rollout: Rollout =
-                from_value(object).map_err(|error| format!("{source}: {error}"))?;
-            if let Some(canary) = rollout.spec.strategy.canary.clone() {
-                canaries.push((rollout, canary));
-            }
-        }
-        let (rollout, canary) = match canaries.len() {
-            1 => canaries.remove(0),
-            0 => return Err(format!("{source}: no Rollout with a canary strategy")),
-            _ => return Err(format!("{source}: more than one canary Rollout")),
-        };
+        let (rollout, canary) = canary_rollout(&rendered, &source)?;
         let rollout_name = rollout.metadata.name.clone();
         let namespace = rollout
             .metadata
@@ -168,15 +156,8 @@ impl Plan {
             ));
         }
         let image_name = image_name.to_owned();
-        let stable_hash = pod_template_hash(&template);
-        let canary_template = versioned_template(&template, &image_name, version);
-        let mut canary_hash = pod_template_hash(&canary_template);
-        if canary_hash == stable_hash {
-            // Same template: Argo Rollouts would not start a rollout at all;
-            // the rehearsal still plays one, with a distinct ReplicaSet.
-            canary_hash = pod_template_hash(&serde_json::json!([canary_template, "rehearsal"]));
-        }
-        let mut plan = Self {
+        let (stable_hash, canary_hash) = hashes(&template, &image_name, version);
+        let plan = Self {
             namespace,
             replicas: rollout.spec.replicas.unwrap_or(1),
             image_name,
@@ -206,6 +187,12 @@ impl Plan {
             source,
             rendered,
         };
+        plan.with_steps(canary)
+    }
+
+    /// The background analysis and the steps of the canary strategy.
+    fn with_steps(mut self, canary: CanaryStrategy) -> Result<Self, Error> {
+        let plan = &mut self;
         if let Some(analysis) = canary.analysis {
             plan.starting_step = Some(analysis.starting_step.unwrap_or(0));
             plan.rollout_args = analysis.analysis.args.clone();
@@ -223,7 +210,7 @@ impl Plan {
             .enumerate()
             .map(|(index, step)| plan.step(index, step))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(plan)
+        Ok(self)
     }
 
     fn step(&self, index: usize, step: &CanaryStep) -> Result<Step, Error> {
@@ -366,6 +353,35 @@ impl Plan {
     }
 }
 
+/// The only Rollout with a canary strategy.
+fn canary_rollout(rendered: &Rendered, source: &str) -> Result<(Rollout, CanaryStrategy), Error> {
+    let mut canaries = Vec::new();
+    for object in rendered.of_kind("Rollout") {
+        let rollout: Rollout = from_value(object).map_err(|error| format!("{source}: {error}"))?;
+        if let Some(canary) = rollout.spec.strategy.canary.clone() {
+            canaries.push((rollout, canary));
+        }
+    }
+    match canaries.len() {
+        1 => Ok(canaries.remove(0)),
+        0 => Err(format!("{source}: no Rollout with a canary strategy")),
+        _ => Err(format!("{source}: more than one canary Rollout")),
+    }
+}
+
+/// The stable and the canary pod-template hashes.
+fn hashes(template: &Value, image_name: &str, version: &str) -> (String, String) {
+    let stable_hash = pod_template_hash(template);
+    let canary_template = versioned_template(template, image_name, version);
+    let mut canary_hash = pod_template_hash(&canary_template);
+    if canary_hash == stable_hash {
+        // Same template: Argo Rollouts would not start a rollout at all;
+        // the rehearsal still plays one, with a distinct ReplicaSet.
+        canary_hash = pod_template_hash(&serde_json::json!([canary_template, "rehearsal"]));
+    }
+    (stable_hash, canary_hash)
+}
+
 fn versioned_template(template: &Value, image_name: &str, version: &str) -> Value {
     let mut template = template.clone();
     template["spec"]["containers"][0]["image"] = Value::String(format!("{image_name}:{version}"));
@@ -491,15 +507,10 @@ fn metric_spec(metric: &Metric, dry_run: &[&str]) -> Result<MetricSpec, Error> {
         }
     };
     let prometheus = metric.provider.prometheus.as_ref().ok_or_else(|| {
+        let providers: Vec<&str> = metric.provider.other.keys().map(String::as_str).collect();
         context(&format!(
             "provider {} is not supported by the rehearsal (prometheus only)",
-            metric
-                .provider
-                .other
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            providers.join(", ")
         ))
     })?;
     if prometheus.query.trim().is_empty() {
@@ -593,5 +604,41 @@ mod tests {
         let b = pod_template_hash(&serde_json::json!({"image": "ponger:errors"}));
         assert_ne!(a, b);
         assert!(a.len() >= 6);
+    }
+
+    #[test]
+    fn an_inline_analysis_step_runs_its_templates_with_its_own_args() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/overlays/canary");
+        let mut rendered = manifests::read(&dir).expect("the canary overlay");
+        let rollout = rendered
+            .objects
+            .iter_mut()
+            .find(|object| object["kind"] == "Rollout")
+            .expect("a Rollout");
+        let steps = rollout["spec"]["strategy"]["canary"]["steps"]
+            .as_array_mut()
+            .expect("steps");
+        steps.insert(
+            1,
+            serde_json::json!({"analysis": {
+                "templates": [{"templateName": "ponger-health"}],
+                "args": [
+                    {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                    {"name": "namespace", "value": "staging"}
+                ]
+            }}),
+        );
+        let plan = Plan::from_rendered(rendered, "canary".to_owned(), "errors").expect("a plan");
+        let Step::Analysis(spec) = &plan.steps[1] else {
+            panic!("{:?}", plan.steps[1]);
+        };
+        assert_eq!(spec.templates, ["ponger-health"]);
+        assert_eq!(plan.steps[1].describe(), "analysis ponger-health");
+        let query = &spec.metrics[0].query;
+        // The step's args, not the background analysis's.
+        assert!(query.contains(r#"namespace="staging""#), "{query}");
+        assert!(query.contains(&plan.canary_hash), "{query}");
+        let background = &plan.analysis.as_ref().expect("background").metrics[0].query;
+        assert!(!background.contains("staging"), "{background}");
     }
 }

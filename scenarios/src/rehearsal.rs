@@ -723,64 +723,26 @@ impl World {
             plan.rollout_name,
             pod_suffix(self.pod_counter)
         );
-        let mut args = vec![
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--profile".to_owned(),
-            version.clone(),
-            "--version".to_owned(),
-            version.clone(),
-        ];
-        if let Some(delay) = &plan.drain_delay {
-            // The drain delay lets endpoints catch up with a terminating pod;
-            // it is scaled with everything else (the balancer drops the
-            // replica before SIGTERM anyway).
-            let delay = crate::plan::parse_duration(delay).map_err(Failure::Input)?;
-            args.extend([
-                "--drain-delay".to_owned(),
-                go_duration(scaled(delay, self.scale).max(Duration::from_millis(100))),
-            ]);
-        }
+        let args = self.ponger_args(&version)?;
         let envs = vec![("OTEL_SERVICE_NAME".to_owned(), "ponger".to_owned())];
         let proc = Proc::spawn(&pod, &self.ponger, &args, &envs, true)
             .await
             .map_err(Failure::Runtime)?;
         let address = proc.address.expect("waited for the address");
-        // Readiness, as the probe would see it.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|error| Failure::Runtime(error.to_string()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready = client
-                .get(format!("http://{address}/readyz"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(Failure::Runtime(format!(
-                    "replica {pod} never became ready"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(&pod, address).await?;
         let mut extra = BTreeMap::new();
         extra.insert("rollouts-pod-template-hash".to_owned(), hash);
-        self.targets.lock().expect("targets").insert(
-            pod.clone(),
-            PodTarget {
-                namespace: plan.namespace.clone(),
-                pod: pod.clone(),
-                address,
-                template,
-                extra_labels: extra,
-            },
-        );
+        let target = PodTarget {
+            namespace: self.plan.namespace.clone(),
+            pod: pod.clone(),
+            address,
+            template,
+            extra_labels: extra,
+        };
+        self.targets
+            .lock()
+            .expect("targets")
+            .insert(pod.clone(), target);
         self.write_targets()?;
         self.lb.add(&pod, address, canary);
         self.out.line(&format!(
@@ -790,6 +752,28 @@ impl World {
         ));
         self.replicas.push(Replica { pod, canary, proc });
         Ok(())
+    }
+
+    fn ponger_args(&self, version: &str) -> Result<Vec<String>, Failure> {
+        let mut args = vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--profile".to_owned(),
+            version.to_owned(),
+            "--version".to_owned(),
+            version.to_owned(),
+        ];
+        if let Some(delay) = &self.plan.drain_delay {
+            // The drain delay lets endpoints catch up with a terminating pod;
+            // it is scaled with everything else (the balancer drops the
+            // replica before SIGTERM anyway).
+            let delay = crate::plan::parse_duration(delay).map_err(Failure::Input)?;
+            args.extend([
+                "--drain-delay".to_owned(),
+                go_duration(scaled(delay, self.scale).max(Duration::from_millis(100))),
+            ]);
+        }
+        Ok(args)
     }
 
     /// Takes a replica out of the Service, then retires it like a pod:
@@ -910,6 +894,32 @@ impl World {
         }
         self.lb.stop();
         procs::kill_all();
+    }
+}
+
+/// Waits until the replica at `address` is ready, as the readiness probe would see it.
+async fn wait_ready(pod: &str, address: std::net::SocketAddr) -> Result<(), Failure> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|error| Failure::Runtime(error.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = client
+            .get(format!("http://{address}/readyz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Runtime(format!(
+                "replica {pod} never became ready"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -336,31 +336,32 @@ impl Report {
                 self.user_pings_without_answer.to_string(),
             ),
         ];
-        for analysis in &self.analyses {
-            let what = match analysis.weight_at_verdict {
-                Some(weight) => format!(
-                    "{:?} at weight {weight}% (step {}), {:.1} s in; canary had served {} pings, {} failed",
-                    analysis.phase,
-                    analysis.decided_at_step.unwrap_or(0),
-                    analysis.decided_after_seconds.unwrap_or(0.0),
-                    analysis.canary_pings_at_verdict.unwrap_or(0),
-                    analysis.canary_failed_pings_at_verdict.unwrap_or(0)
-                ),
-                None => format!(
-                    "{:?}: never objected up to weight {}%, would have let it promote",
-                    analysis.phase, self.highest_weight_played
-                ),
-            };
-            rows.push((
-                format!(
-                    "analysis {} ({})",
-                    analysis.role,
-                    analysis.templates.join("+")
-                ),
-                what,
-            ));
-        }
+        rows.extend(
+            self.analyses
+                .iter()
+                .map(|analysis| self.analysis_row(analysis)),
+        );
         rows
+    }
+
+    /// What an analysis decided, or that it never objected.
+    fn analysis_row(&self, analysis: &AnalysisOutcome) -> (String, String) {
+        let what = match analysis.weight_at_verdict {
+            Some(weight) => format!(
+                "{:?} at weight {weight}% (step {}), {:.1} s in; canary had served {} pings, {} failed",
+                analysis.phase,
+                analysis.decided_at_step.unwrap_or(0),
+                analysis.decided_after_seconds.unwrap_or(0.0),
+                analysis.canary_pings_at_verdict.unwrap_or(0),
+                analysis.canary_failed_pings_at_verdict.unwrap_or(0)
+            ),
+            None => format!(
+                "{:?}: never objected up to weight {}%, would have let it promote",
+                analysis.phase, self.highest_weight_played
+            ),
+        };
+        let templates = analysis.templates.join("+");
+        (format!("analysis {} ({templates})", analysis.role), what)
     }
 
     pub fn table(&self) -> String {
