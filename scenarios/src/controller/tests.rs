@@ -369,15 +369,20 @@ fn an_inline_analysis_step_waits_for_its_run() {
     );
 }
 
-#[test]
-fn a_comparison_never_stops_the_rollout_but_the_steps_go_on_until_it_decides() {
-    let spec = RolloutSpec {
+/// Ours and a comparison, both measured every 20 s.
+fn with_comparison() -> RolloutSpec {
+    RolloutSpec {
         comparisons: vec![analysis(
             "blended",
             vec![metric("blended", Some(20), false)],
         )],
         ..with_background(metric("success", Some(20), false))
-    };
+    }
+}
+
+#[test]
+fn a_comparison_never_stops_the_rollout_but_the_steps_go_on_until_it_decides() {
+    let spec = with_comparison();
     // Ours fails on its second measurement; the comparison on its fifth.
     let played = play(spec, 10.0, |role, taken| match role {
         Role::Background if taken >= 1 => Phase::Failed,
@@ -410,13 +415,7 @@ fn a_comparison_never_stops_the_rollout_but_the_steps_go_on_until_it_decides() {
 
 #[test]
 fn a_comparison_alone_does_not_abort() {
-    let spec = RolloutSpec {
-        comparisons: vec![analysis(
-            "blended",
-            vec![metric("blended", Some(20), false)],
-        )],
-        ..with_background(metric("success", Some(20), false))
-    };
+    let spec = with_comparison();
     let played = play(spec, 10.0, |role, _| match role {
         Role::Comparison => Phase::Failed,
         _ => Phase::Successful,
