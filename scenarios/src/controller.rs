@@ -265,6 +265,10 @@ impl RolloutController {
         &self.runs[run].run.metrics[metric].spec
     }
 
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
     pub fn time_scale(&self) -> f64 {
         self.scale
     }

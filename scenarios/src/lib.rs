@@ -12,6 +12,7 @@ pub mod controller;
 pub mod html;
 pub mod lb;
 pub mod manifests;
+pub mod narration;
 pub mod plan;
 pub mod prerequisites;
 pub mod procs;

@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::analysis::{Phase, evaluate_result, scaled};
-use crate::controller::{
-    Action, Event, Outcome, Role, RolloutController, RolloutSpec, Scaling, Verdict, WeightCause,
-};
+use crate::controller::{Action, Event, Outcome, RolloutController, RolloutSpec, Scaling, Verdict};
 use crate::lb::Balancer;
 use crate::manifests;
+use crate::narration;
 use crate::plan::{AnalysisSpec, MetricSpec, Plan, Step, go_duration};
 use crate::procs::{self, Proc};
 use crate::prom::{self, PodTarget, Prometheus};
@@ -465,7 +464,9 @@ impl World {
             let now = Instant::now();
             self.at = (controller.step(), controller.weight());
             reporter.performed(&action, controller, now, &self.service_counts());
-            self.narrate(&action, controller);
+            for line in narration::lines(&action, controller) {
+                self.out.line(&line);
+            }
             match action {
                 Action::Finish(verdict) => return Ok(verdict),
                 Action::AwaitEvent => {
@@ -550,118 +551,6 @@ impl World {
             connections_without_endpoint: self.lb.no_endpoint(),
             read_at,
         }
-    }
-
-    /// The console line of what the controller decided, and what came of it.
-    fn narrate(&self, action: &Action, controller: &RolloutController) {
-        match action {
-            Action::StartAnalysis { run } => self.narrate_start(controller, *run),
-            Action::EnterStep { index } => self.narrate_step(*index),
-            Action::Scale(scaling) if scaling.cause == WeightCause::SetWeight => {
-                self.out.line(&format!(
-                    "  weight {}%: {} canary + {} stable replicas behind the Service",
-                    scaling.weight, scaling.canary, scaling.stable
-                ));
-            }
-            Action::Measure { run, metric } => self.narrate_measurement(controller, *run, *metric),
-            Action::AnalysisDecided { run } => self.narrate_decision(controller, *run),
-            Action::StepsGoOnForComparison => self.out.line(
-                "the Rollout's analysis decided; the steps go on (canary kept) only until the comparison decides too",
-            ),
-            Action::Decide(verdict) => self.narrate_verdict(verdict),
-            _ => {}
-        }
-    }
-
-    fn narrate_start(&self, controller: &RolloutController, run: usize) {
-        let tracked = &controller.runs()[run];
-        let why = match tracked.role {
-            Role::Background => "background analysis".to_owned(),
-            Role::Comparison => "comparison, same traffic".to_owned(),
-            Role::Step(index) => format!("analysis step {}", index + 1),
-        };
-        self.out.line(&format!(
-            "AnalysisRun {} starts ({why})",
-            tracked.run.spec.templates.join("+")
-        ));
-    }
-
-    fn narrate_step(&self, index: usize) {
-        let steps = &self.plan.steps;
-        self.out.line(&format!(
-            "step {}/{}: {}",
-            index + 1,
-            steps.len(),
-            steps[index].describe()
-        ));
-        if steps[index] == Step::Pause(None) {
-            self.out.line(
-                "a pause without duration waits for `kubectl argo rollouts promote`: the rehearsal promotes it at once",
-            );
-        }
-    }
-
-    fn narrate_measurement(&self, controller: &RolloutController, run: usize, metric: usize) {
-        let tracked = &controller.runs()[run];
-        let state = &tracked.run.metrics[metric];
-        let Some(measurement) = state.measurements.last() else {
-            return;
-        };
-        let label = if tracked.role == Role::Comparison {
-            "[compare] "
-        } else {
-            ""
-        };
-        self.out.line(&format!(
-            "  {label}{} #{} at weight {}%: {} -> {:?} ({}){}",
-            state.spec.name,
-            state.measurements.len(),
-            measurement.weight,
-            if measurement.value.is_empty() {
-                "no value"
-            } else {
-                measurement.value.as_str()
-            },
-            measurement.phase,
-            measurement.message,
-            if state.phase.completed() {
-                format!("; metric {:?}", state.phase)
-            } else {
-                String::new()
-            }
-        ));
-    }
-
-    fn narrate_decision(&self, controller: &RolloutController, run: usize) {
-        let tracked = &controller.runs()[run];
-        let Some((phase, message, at)) = &tracked.decided else {
-            return;
-        };
-        self.out.line(&format!(
-            "AnalysisRun {} {phase:?}: {message} (at weight {}%, {:.1}s into the rollout){}",
-            tracked.run.spec.templates.join("+"),
-            at.weight,
-            at.since_start.as_secs_f64(),
-            if tracked.role == Role::Comparison {
-                " [comparison]"
-            } else {
-                ""
-            }
-        ));
-    }
-
-    fn narrate_verdict(&self, verdict: &Verdict) {
-        self.out.line(&match verdict {
-            Verdict::Aborted { reason, .. } => {
-                format!("ABORT: {reason}; canary replicas go, stable ones come back")
-            }
-            Verdict::Paused { reason, .. } => format!(
-                "PAUSED: {reason}; Argo Rollouts would wait for `kubectl argo rollouts promote` or `abort`"
-            ),
-            Verdict::Promoted { .. } => {
-                "all steps passed: PROMOTE, the new version becomes stable".to_owned()
-            }
-        });
     }
 
     /// Puts the replicas of `scaling` behind the Service: new ones first
