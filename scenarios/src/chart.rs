@@ -601,7 +601,8 @@ mod tests {
         }
     }
 
-    fn report() -> Report {
+    /// Ours failed at 20%; the comparison at 80%.
+    fn analyses() -> Vec<AnalysisOutcome> {
         let ours = analysis(
             "ours",
             Some((3.0, 20)),
@@ -630,6 +631,10 @@ mod tests {
                 ],
             )],
         );
+        vec![ours, compare]
+    }
+
+    fn report() -> Report {
         let change = |at, weight, cause| WeightChange {
             at_seconds: at,
             step: 1,
@@ -647,7 +652,7 @@ mod tests {
             replicas: 5,
             steps: vec!["setWeight 20".into()],
             pinger_rate: 20.0,
-            verdict: "Aborted".into(),
+            verdict: crate::controller::VerdictKind::Aborted,
             reason: "metric success-ratio assessed Failed".into(),
             time_to_verdict_seconds: 3.0,
             time_to_verdict_at_manifest_timing_seconds: 30.0,
@@ -663,7 +668,7 @@ mod tests {
             user_pings_by_code: BTreeMap::new(),
             user_pings_without_answer: 0,
             connections_without_endpoint: 0,
-            analyses: vec![ours, compare],
+            analyses: analyses(),
             timeline: Timeline {
                 weight_changes: vec![
                     change(0.1, 20, WeightCause::SetWeight),

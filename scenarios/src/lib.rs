@@ -8,12 +8,15 @@
 
 pub mod analysis;
 pub mod chart;
+pub mod controller;
 pub mod html;
 pub mod lb;
 pub mod manifests;
+pub mod narration;
 pub mod plan;
 pub mod prerequisites;
 pub mod procs;
 pub mod prom;
 pub mod rehearsal;
 pub mod report;
+pub mod reporter;

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use scenarios::manifests::workspace_root;
 use scenarios::plan::parse_duration;
 use scenarios::procs;
 use scenarios::rehearsal::{self, Failure, INTERRUPTED, Options};
+use scenarios::report::Report;
 
 /// Workshop scenarios for ping/pong progressive delivery.
 #[derive(Debug, Parser)]
@@ -108,80 +109,15 @@ fn main() -> ExitCode {
         warmup,
     };
     let report_dir = report_dir.unwrap_or_else(|| workspace_root().join("target/rehearsal"));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    let result = match run(options) {
+        Ok(result) => result,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
-        tokio::spawn(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = interrupt.recv() => {},
-                _ = terminate.recv() => {},
-                _ = hangup.recv() => {},
-            }
-            eprintln!("interrupted: stopping every process the rehearsal started");
-            INTERRUPTED.store(true, Ordering::SeqCst);
-        });
-        rehearsal::rehearse(options).await
-    });
-    // Whatever happened, nothing the rehearsal started outlives it.
-    procs::kill_all();
-    drop(runtime);
     match result {
-        Ok(report) => {
-            println!();
-            print!("{}", report.table());
-            match report.write(&report_dir) {
-                Ok(written) => {
-                    println!(
-                        "report: {}, {}, chart {}, page {}",
-                        written.json.display(),
-                        written.markdown.display(),
-                        written.chart.display(),
-                        written.html.display()
-                    );
-                    if let Some(copy) = &chart {
-                        if let Err(error) = std::fs::copy(&written.chart, copy) {
-                            eprintln!(
-                                "error: cannot copy the chart to {}: {error}",
-                                copy.display()
-                            );
-                            return ExitCode::from(1);
-                        }
-                        println!("chart copied to {}", copy.display());
-                    }
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(1);
-                }
-            }
-            match expect {
-                Some(expected) if expected != report.verdict => {
-                    eprintln!(
-                        "error: expected the verdict {expected}, got {}",
-                        report.verdict
-                    );
-                    ExitCode::from(3)
-                }
-                _ => ExitCode::SUCCESS,
-            }
-        }
+        Ok(report) => conclude(&report, &report_dir, chart.as_deref(), expect.as_deref()),
         Err(Failure::Input(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
@@ -195,6 +131,76 @@ fn main() -> ExitCode {
             ExitCode::from(130)
         }
     }
+}
+
+/// Runs the rehearsal on a runtime of its own; a signal stops it.
+fn run(options: Options) -> std::io::Result<Result<Report, Failure>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        tokio::spawn(watch_signals());
+        rehearsal::rehearse(options).await
+    });
+    // Whatever happened, nothing the rehearsal started outlives it.
+    procs::kill_all();
+    drop(runtime);
+    Ok(result)
+}
+
+async fn watch_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {},
+        _ = terminate.recv() => {},
+        _ = hangup.recv() => {},
+    }
+    eprintln!("interrupted: stopping every process the rehearsal started");
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Prints and writes the report; the exit status says whether the verdict
+/// is the expected one.
+fn conclude(report: &Report, dir: &Path, chart: Option<&Path>, expect: Option<&str>) -> ExitCode {
+    println!();
+    print!("{}", report.table());
+    if let Err(error) = write_report(report, dir, chart) {
+        eprintln!("error: {error}");
+        return ExitCode::from(1);
+    }
+    let verdict = report.verdict.to_string();
+    match expect {
+        Some(expected) if expected != verdict => {
+            eprintln!("error: expected the verdict {expected}, got {verdict}");
+            ExitCode::from(3)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn write_report(report: &Report, dir: &Path, chart: Option<&Path>) -> Result<(), String> {
+    let written = report.write(dir)?;
+    println!(
+        "report: {}, {}, chart {}, page {}",
+        written.json.display(),
+        written.markdown.display(),
+        written.chart.display(),
+        written.html.display()
+    );
+    if let Some(copy) = chart {
+        std::fs::copy(&written.chart, copy)
+            .map_err(|error| format!("cannot copy the chart to {}: {error}", copy.display()))?;
+        println!("chart copied to {}", copy.display());
+    }
+    Ok(())
 }
 
 /// Started by `cargo run`, builds ponger and pinger with the same profile into

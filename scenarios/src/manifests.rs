@@ -121,6 +121,33 @@ pub fn read(path: &Path) -> Result<Rendered, Error> {
         let rendered = read(&path.join(&resource))?;
         objects.extend(rendered.objects);
     }
+    objects.extend(config_maps(path, &kustomization)?);
+    for (target, body) in patches(path, &file, &kustomization)? {
+        apply_patch(&mut objects, &target, &body)
+            .map_err(|error| format!("{}: {error}", file.display()))?;
+    }
+    for image in list(&kustomization["images"]) {
+        set_image(&mut objects, &image);
+    }
+    let namespace = kustomization["namespace"].as_str().map(str::to_owned);
+    if let Some(namespace) = &namespace {
+        for object in &mut objects {
+            if object["kind"] != "Namespace" && object["metadata"].is_object() {
+                object["metadata"]["namespace"] = Value::String(namespace.clone());
+            }
+        }
+    }
+    let namespace = namespace.or_else(|| {
+        objects
+            .iter()
+            .find_map(|object| object["metadata"]["namespace"].as_str().map(str::to_owned))
+    });
+    Ok(Rendered { namespace, objects })
+}
+
+/// The ConfigMaps of a kustomization's `configMapGenerator`.
+fn config_maps(path: &Path, kustomization: &Value) -> Result<Vec<Value>, Error> {
+    let mut objects = Vec::new();
     for generator in list(&kustomization["configMapGenerator"]) {
         let mut data = Map::new();
         for entry in strings(&generator["files"]) {
@@ -143,6 +170,11 @@ pub fn read(path: &Path) -> Result<Rendered, Error> {
             "data": data,
         }));
     }
+    Ok(objects)
+}
+
+/// A kustomization's patches: (target, body); strategic merges have no target.
+fn patches(path: &Path, file: &Path, kustomization: &Value) -> Result<Vec<(Value, Value)>, Error> {
     let mut patches: Vec<(Value, Value)> = Vec::new();
     for patch in list(&kustomization["patches"])
         .into_iter()
@@ -155,7 +187,7 @@ pub fn read(path: &Path) -> Result<Rendered, Error> {
                 .next()
                 .unwrap_or(Value::Null)
         } else if let Some(inline) = patch["patch"].as_str() {
-            yaml_documents(inline, &file)?
+            yaml_documents(inline, file)?
                 .into_iter()
                 .next()
                 .unwrap_or(Value::Null)
@@ -170,27 +202,7 @@ pub fn read(path: &Path) -> Result<Rendered, Error> {
             patches.push((Value::Null, body));
         }
     }
-    for (target, body) in patches {
-        apply_patch(&mut objects, &target, &body)
-            .map_err(|error| format!("{}: {error}", file.display()))?;
-    }
-    for image in list(&kustomization["images"]) {
-        set_image(&mut objects, &image);
-    }
-    let namespace = kustomization["namespace"].as_str().map(str::to_owned);
-    if let Some(namespace) = &namespace {
-        for object in &mut objects {
-            if object["kind"] != "Namespace" && object["metadata"].is_object() {
-                object["metadata"]["namespace"] = Value::String(namespace.clone());
-            }
-        }
-    }
-    let namespace = namespace.or_else(|| {
-        objects
-            .iter()
-            .find_map(|object| object["metadata"]["namespace"].as_str().map(str::to_owned))
-    });
-    Ok(Rendered { namespace, objects })
+    Ok(patches)
 }
 
 fn list(value: &Value) -> Vec<Value> {
@@ -278,30 +290,14 @@ fn json_patch(object: &mut Value, operation: &Value) -> Result<(), Error> {
     let (last, parents) = tokens
         .split_last()
         .ok_or_else(|| format!("empty JSON patch path in {operation}"))?;
-    let mut parent = &mut *object;
-    for token in parents {
-        parent = match parent {
-            Value::Object(map) => map
-                .get_mut(token)
-                .ok_or_else(|| format!("JSON patch path {path}: no {token}"))?,
-            Value::Array(items) => token
-                .parse::<usize>()
-                .ok()
-                .and_then(|index| items.get_mut(index))
-                .ok_or_else(|| format!("JSON patch path {path}: no index {token}"))?,
-            _ => {
-                return Err(format!(
-                    "JSON patch path {path}: {token} is not a container"
-                ));
-            }
-        };
-    }
+    let parent = pointer_parent(object, path, parents)?;
+    let value = &operation["value"];
     match (op, parent) {
         ("add" | "replace", Value::Object(map)) => {
             if op == "replace" && !map.contains_key(last) {
                 return Err(format!("JSON patch replace {path}: nothing to replace"));
             }
-            map.insert(last.clone(), operation["value"].clone());
+            map.insert(last.clone(), value.clone());
         }
         ("add", Value::Array(items)) => {
             let index = if last == "-" {
@@ -313,7 +309,7 @@ fn json_patch(object: &mut Value, operation: &Value) -> Result<(), Error> {
             if index > items.len() {
                 return Err(format!("JSON patch path {path}: index out of range"));
             }
-            items.insert(index, operation["value"].clone());
+            items.insert(index, value.clone());
         }
         ("replace", Value::Array(items)) => {
             let slot = last
@@ -321,7 +317,7 @@ fn json_patch(object: &mut Value, operation: &Value) -> Result<(), Error> {
                 .ok()
                 .and_then(|index| items.get_mut(index))
                 .ok_or_else(|| format!("JSON patch path {path}: bad index"))?;
-            *slot = operation["value"].clone();
+            *slot = value.clone();
         }
         ("remove", Value::Object(map)) => {
             map.remove(last)
@@ -342,6 +338,33 @@ fn json_patch(object: &mut Value, operation: &Value) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The container that the path's last token is in.
+fn pointer_parent<'a>(
+    object: &'a mut Value,
+    path: &str,
+    parents: &[String],
+) -> Result<&'a mut Value, Error> {
+    let mut parent = object;
+    for token in parents {
+        parent = match parent {
+            Value::Object(map) => map
+                .get_mut(token)
+                .ok_or_else(|| format!("JSON patch path {path}: no {token}"))?,
+            Value::Array(items) => token
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| items.get_mut(index))
+                .ok_or_else(|| format!("JSON patch path {path}: no index {token}"))?,
+            _ => {
+                return Err(format!(
+                    "JSON patch path {path}: {token} is not a container"
+                ));
+            }
+        };
+    }
+    Ok(parent)
 }
 
 /// Strategic merge, simplified: maps merge key by key, `null` deletes, lists

@@ -14,8 +14,8 @@ use crate::manifests::{self, Rendered, split_image};
 use rollout_model::Args;
 use rollout_model::condition::Condition;
 use rollout_model::model::{
-    AnalysisArg, AnalysisTemplate, CanaryStep, ConfigMap, Deployment, IntOrString, Metric,
-    PodTemplate, Rollout, TemplateRef, from_value,
+    AnalysisArg, AnalysisTemplate, CanaryStep, CanaryStrategy, ConfigMap, Deployment, IntOrString,
+    Metric, PodTemplate, Rollout, TemplateRef, from_value,
 };
 
 pub type Error = String;
@@ -33,6 +33,8 @@ pub enum Step {
     SetWeight(u32),
     /// `None`: a pause that waits for a person (`kubectl argo rollouts promote`).
     Pause(Option<Duration>),
+    /// An inline analysis: the step ends when its run completes.
+    Analysis(Box<AnalysisSpec>),
 }
 
 impl Step {
@@ -41,11 +43,12 @@ impl Step {
             Step::SetWeight(weight) => format!("setWeight {weight}"),
             Step::Pause(Some(duration)) => format!("pause {}", go_duration(*duration)),
             Step::Pause(None) => "pause (until promoted)".to_owned(),
+            Step::Analysis(spec) => format!("analysis {}", spec.templates.join("+")),
         }
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MetricSpec {
     pub name: String,
     pub interval: Option<Duration>,
@@ -74,7 +77,7 @@ impl MetricSpec {
 }
 
 /// One AnalysisRun's specification: the metrics of its templates, arguments resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisSpec {
     pub label: String,
     pub templates: Vec<String>,
@@ -127,19 +130,7 @@ impl Plan {
 
     /// The plan of already rendered manifests; `source` names them in errors.
     pub fn from_rendered(rendered: Rendered, source: String, version: &str) -> Result<Self, Error> {
-        let mut canaries = Vec::new();
-        for object in rendered.of_kind("Rollout") {
-            let rollout: Rollout =
-                from_value(object).map_err(|error| format!("{source}: {error}"))?;
-            if let Some(canary) = rollout.spec.strategy.canary.clone() {
-                canaries.push((rollout, canary));
-            }
-        }
-        let (rollout, canary) = match canaries.len() {
-            1 => canaries.remove(0),
-            0 => return Err(format!("{source}: no Rollout with a canary strategy")),
-            _ => return Err(format!("{source}: more than one canary Rollout")),
-        };
+        let (rollout, canary) = canary_rollout(&rendered, &source)?;
         let rollout_name = rollout.metadata.name.clone();
         let namespace = rollout
             .metadata
@@ -165,23 +156,8 @@ impl Plan {
             ));
         }
         let image_name = image_name.to_owned();
-        let stable_hash = pod_template_hash(&template);
-        let canary_template = versioned_template(&template, &image_name, version);
-        let mut canary_hash = pod_template_hash(&canary_template);
-        if canary_hash == stable_hash {
-            // Same template: Argo Rollouts would not start a rollout at all;
-            // the rehearsal still plays one, with a distinct ReplicaSet.
-            canary_hash = pod_template_hash(&serde_json::json!([canary_template, "rehearsal"]));
-        }
-        let steps = canary
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(index, step)| {
-                parse_step(index, step).map_err(|error| format!("{source}: {error}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut plan = Self {
+        let (stable_hash, canary_hash) = hashes(&template, &image_name, version);
+        let plan = Self {
             namespace,
             replicas: rollout.spec.replicas.unwrap_or(1),
             image_name,
@@ -189,7 +165,7 @@ impl Plan {
             canary_version: version.to_owned(),
             stable_hash,
             canary_hash,
-            steps,
+            steps: Vec::new(),
             starting_step: None,
             analysis: None,
             rollout_args: Vec::new(),
@@ -211,6 +187,12 @@ impl Plan {
             source,
             rendered,
         };
+        plan.with_steps(canary)
+    }
+
+    /// The background analysis and the steps of the canary strategy.
+    fn with_steps(mut self, canary: CanaryStrategy) -> Result<Self, Error> {
+        let plan = &mut self;
         if let Some(analysis) = canary.analysis {
             plan.starting_step = Some(analysis.starting_step.unwrap_or(0));
             plan.rollout_args = analysis.analysis.args.clone();
@@ -222,7 +204,28 @@ impl Plan {
                 .collect::<Result<Vec<_>, _>>()?;
             plan.analysis = Some(plan.analysis_spec("ours", &templates)?);
         }
-        Ok(plan)
+        plan.steps = canary
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| plan.step(index, step))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self)
+    }
+
+    fn step(&self, index: usize, step: &CanaryStep) -> Result<Step, Error> {
+        let Some(analysis) = &step.analysis else {
+            return parse_step(index, step).map_err(|error| format!("{}: {error}", self.source));
+        };
+        let templates = analysis
+            .templates
+            .iter()
+            .map(|reference| self.referenced_template(reference))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = self
+            .analysis_spec_with_args(&format!("step {}", index + 1), &templates, &analysis.args)
+            .map_err(|error| format!("{}: step {index}: {error}", self.source))?;
+        Ok(Step::Analysis(Box::new(spec)))
     }
 
     fn referenced_template(&self, reference: &TemplateRef) -> Result<AnalysisTemplate, Error> {
@@ -253,6 +256,16 @@ impl Plan {
         label: &str,
         templates: &[AnalysisTemplate],
     ) -> Result<AnalysisSpec, Error> {
+        self.analysis_spec_with_args(label, templates, &self.rollout_args)
+    }
+
+    /// The same with the arguments an inline analysis step passes.
+    fn analysis_spec_with_args(
+        &self,
+        label: &str,
+        templates: &[AnalysisTemplate],
+        args: &[AnalysisArg],
+    ) -> Result<AnalysisSpec, Error> {
         let mut values = Args::new();
         for template in templates {
             for arg in &template.spec.args {
@@ -263,7 +276,7 @@ impl Plan {
                 }
             }
         }
-        for arg in &self.rollout_args {
+        for arg in args {
             values.insert(arg.name.clone(), self.arg_value(arg, &self.rollout_name)?);
         }
         // The run's dryRun is the union of its templates'.
@@ -340,6 +353,35 @@ impl Plan {
     }
 }
 
+/// The only Rollout with a canary strategy.
+fn canary_rollout(rendered: &Rendered, source: &str) -> Result<(Rollout, CanaryStrategy), Error> {
+    let mut canaries = Vec::new();
+    for object in rendered.of_kind("Rollout") {
+        let rollout: Rollout = from_value(object).map_err(|error| format!("{source}: {error}"))?;
+        if let Some(canary) = rollout.spec.strategy.canary.clone() {
+            canaries.push((rollout, canary));
+        }
+    }
+    match canaries.len() {
+        1 => Ok(canaries.remove(0)),
+        0 => Err(format!("{source}: no Rollout with a canary strategy")),
+        _ => Err(format!("{source}: more than one canary Rollout")),
+    }
+}
+
+/// The stable and the canary pod-template hashes.
+fn hashes(template: &Value, image_name: &str, version: &str) -> (String, String) {
+    let stable_hash = pod_template_hash(template);
+    let canary_template = versioned_template(template, image_name, version);
+    let mut canary_hash = pod_template_hash(&canary_template);
+    if canary_hash == stable_hash {
+        // Same template: Argo Rollouts would not start a rollout at all;
+        // the rehearsal still plays one, with a distinct ReplicaSet.
+        canary_hash = pod_template_hash(&serde_json::json!([canary_template, "rehearsal"]));
+    }
+    (stable_hash, canary_hash)
+}
+
 fn versioned_template(template: &Value, image_name: &str, version: &str) -> Value {
     let mut template = template.clone();
     template["spec"]["containers"][0]["image"] = Value::String(format!("{image_name}:{version}"));
@@ -351,11 +393,6 @@ fn versioned_template(template: &Value, image_name: &str, version: &str) -> Valu
 }
 
 fn parse_step(index: usize, step: &CanaryStep) -> Result<Step, Error> {
-    if step.analysis.is_some() {
-        return Err(format!(
-            "step {index} is an inline analysis step, which the rehearsal does not play (only background analysis)"
-        ));
-    }
     if let Some(weight) = &step.set_weight {
         let weight = weight
             .as_int()
@@ -375,7 +412,7 @@ fn parse_step(index: usize, step: &CanaryStep) -> Result<Step, Error> {
         }));
     }
     Err(format!(
-        "canary step {index} ({}) is not supported by the rehearsal (setWeight, pause and background analysis only)",
+        "canary step {index} ({}) is not supported by the rehearsal (setWeight, pause, analysis and background analysis only)",
         step.other.keys().cloned().collect::<Vec<_>>().join(", ")
     ))
 }
@@ -470,15 +507,10 @@ fn metric_spec(metric: &Metric, dry_run: &[&str]) -> Result<MetricSpec, Error> {
         }
     };
     let prometheus = metric.provider.prometheus.as_ref().ok_or_else(|| {
+        let providers: Vec<&str> = metric.provider.other.keys().map(String::as_str).collect();
         context(&format!(
             "provider {} is not supported by the rehearsal (prometheus only)",
-            metric
-                .provider
-                .other
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            providers.join(", ")
         ))
     })?;
     if prometheus.query.trim().is_empty() {
@@ -572,5 +604,41 @@ mod tests {
         let b = pod_template_hash(&serde_json::json!({"image": "ponger:errors"}));
         assert_ne!(a, b);
         assert!(a.len() >= 6);
+    }
+
+    #[test]
+    fn an_inline_analysis_step_runs_its_templates_with_its_own_args() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/overlays/canary");
+        let mut rendered = manifests::read(&dir).expect("the canary overlay");
+        let rollout = rendered
+            .objects
+            .iter_mut()
+            .find(|object| object["kind"] == "Rollout")
+            .expect("a Rollout");
+        let steps = rollout["spec"]["strategy"]["canary"]["steps"]
+            .as_array_mut()
+            .expect("steps");
+        steps.insert(
+            1,
+            serde_json::json!({"analysis": {
+                "templates": [{"templateName": "ponger-health"}],
+                "args": [
+                    {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                    {"name": "namespace", "value": "staging"}
+                ]
+            }}),
+        );
+        let plan = Plan::from_rendered(rendered, "canary".to_owned(), "errors").expect("a plan");
+        let Step::Analysis(spec) = &plan.steps[1] else {
+            panic!("{:?}", plan.steps[1]);
+        };
+        assert_eq!(spec.templates, ["ponger-health"]);
+        assert_eq!(plan.steps[1].describe(), "analysis ponger-health");
+        let query = &spec.metrics[0].query;
+        // The step's args, not the background analysis's.
+        assert!(query.contains(r#"namespace="staging""#), "{query}");
+        assert!(query.contains(&plan.canary_hash), "{query}");
+        let background = &plan.analysis.as_ref().expect("background").metrics[0].query;
+        assert!(!background.contains("staging"), "{background}");
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use promql_parser::parser::{Expr, Offset};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::analysis::scaled;
 use crate::plan::{go_duration, parse_duration};
@@ -79,6 +79,12 @@ impl PodTarget {
                 port["protocol"].as_str().unwrap_or("TCP").to_owned(),
             );
         }
+        self.metadata_labels(&mut labels);
+        json!({"targets": [self.address.to_string()], "labels": labels})
+    }
+
+    /// The pod's labels and annotations, as Kubernetes service discovery names them.
+    fn metadata_labels(&self, labels: &mut BTreeMap<String, String>) {
         let mut pod_labels: BTreeMap<String, String> = self.template["metadata"]["labels"]
             .as_object()
             .map(|labels| {
@@ -113,7 +119,6 @@ impl PodTarget {
                 );
             }
         }
-        json!({"targets": [self.address.to_string()], "labels": labels})
     }
 }
 
@@ -146,19 +151,9 @@ fn round_ms(duration: Duration) -> Duration {
     Duration::from_millis(duration.as_millis() as u64)
 }
 
-/// The rehearsal's configuration from the Kubernetes one.
-pub fn rehearsal_config(
-    kubernetes: &Value,
-    targets_file: &Path,
-    scale: f64,
-) -> Result<(Value, Vec<String>), String> {
-    let mut config = kubernetes.clone();
-    let Some(root) = config.as_object_mut() else {
-        return Err("the Prometheus configuration is not a mapping".to_owned());
-    };
-    root.remove("rule_files");
-    root.remove("alerting");
-    root.remove("remote_write");
+/// Scales the global intervals (Prometheus' defaults where absent); returns
+/// the scrape interval.
+fn scale_global(root: &mut Map<String, Value>, scale: f64) -> Result<Duration, String> {
     let global = root
         .entry("global")
         .or_insert_with(|| json!({}))
@@ -173,7 +168,23 @@ pub fn rehearsal_config(
     for key in ["scrape_interval", "scrape_timeout", "evaluation_interval"] {
         scale_field(global, key, scale)?;
     }
-    let interval = parse_duration(global["scrape_interval"].as_str().unwrap_or("1m"))?;
+    parse_duration(global["scrape_interval"].as_str().unwrap_or("1m"))
+}
+
+/// The rehearsal's configuration from the Kubernetes one.
+pub fn rehearsal_config(
+    kubernetes: &Value,
+    targets_file: &Path,
+    scale: f64,
+) -> Result<(Value, Vec<String>), String> {
+    let mut config = kubernetes.clone();
+    let Some(root) = config.as_object_mut() else {
+        return Err("the Prometheus configuration is not a mapping".to_owned());
+    };
+    root.remove("rule_files");
+    root.remove("alerting");
+    root.remove("remote_write");
+    let interval = scale_global(root, scale)?;
     let mut left_out = Vec::new();
     let mut jobs = Vec::new();
     for job in root

@@ -1,7 +1,8 @@
-//! The rehearsal: the stable version as several ponger replicas behind a
-//! loopback load balancer, the real pinger, a real Prometheus; then the
-//! Rollout's steps with its background analysis, an abort or a promotion, and
-//! a report.
+//! The rehearsal's executor: the stable version as several ponger replicas
+//! behind a loopback load balancer, the real pinger, a real Prometheus; then
+//! it plays the Rollout by performing what the [`RolloutController`] asks
+//! (scale canary and stable, measure), feeding back what happened, and hands
+//! every action to the [`Reporter`] that builds the report.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,13 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::analysis::{Measurement, Phase, Run, evaluate_result, scaled};
-use crate::lb::{Balancer, Totals};
+use crate::analysis::{Phase, evaluate_result, scaled};
+use crate::controller::{Action, Event, Outcome, RolloutController, RolloutSpec, Scaling, Verdict};
+use crate::lb::Balancer;
 use crate::manifests;
-use crate::plan::{AnalysisSpec, Plan, Step, go_duration};
+use crate::narration;
+use crate::plan::{AnalysisSpec, MetricSpec, Plan, Step, go_duration};
 use crate::procs::{self, Proc};
 use crate::prom::{self, PodTarget, Prometheus};
-use crate::report::{AnalysisOutcome, PingsInSecond, Report, Timeline, WeightCause, WeightChange};
+use crate::report::Report;
+use crate::reporter::{Reporter, ServiceCounts, Traffic};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -67,20 +71,11 @@ struct Replica {
     proc: Proc,
 }
 
-#[derive(Clone, Debug)]
-struct Snapshot {
-    at: Duration,
-    step: usize,
-    weight: u32,
-    canary: Totals,
-    stable: Totals,
-}
-
-struct Slot {
-    run: Run,
-    queries: Vec<String>,
-    primary: bool,
-    decided: Option<(Phase, String, Snapshot)>,
+/// The binaries the rehearsal runs.
+struct Binaries {
+    ponger: PathBuf,
+    pinger: PathBuf,
+    prometheus: PathBuf,
 }
 
 /// Everything that runs; torn down on every exit path.
@@ -98,12 +93,8 @@ struct World {
     prometheus: Option<Prometheus>,
     out: Printer,
     pod_counter: u32,
-    weight: u32,
-    highest_weight: u32,
-    step: usize,
-    rollout_start: Option<Instant>,
-    slots: Vec<Slot>,
-    weight_changes: Vec<WeightChange>,
+    /// Where the rollout is (0-based step, canary weight), for error messages.
+    at: (usize, u32),
 }
 
 pub async fn rehearse(options: Options) -> Result<Report, Failure> {
@@ -118,52 +109,95 @@ pub async fn rehearse(options: Options) -> Result<Report, Failure> {
         )));
     }
     let plan = Plan::load(&options.manifests, &options.version).map_err(Failure::Input)?;
-    let mut specs: Vec<(AnalysisSpec, bool)> = Vec::new();
-    if let Some(spec) = &plan.analysis {
-        specs.push((spec.clone(), true));
+    let comparisons = match &options.compare {
+        Some(path) => vec![comparison(&plan, path)?],
+        None => Vec::new(),
+    };
+    check_analyses(&plan, &comparisons, options.time_scale)?;
+    let binaries = binaries(&options)?;
+    let dir = tempfile::Builder::new()
+        .prefix("rehearsal-")
+        .tempdir()
+        .map_err(|error| {
+            Failure::Runtime(format!("cannot create a temporary directory: {error}"))
+        })?;
+    let lb = Balancer::start().await.map_err(Failure::Runtime)?;
+    let mut world = World {
+        scale: options.time_scale,
+        ponger: binaries.ponger.clone(),
+        targets_file: dir.path().join("targets.json"),
+        dir,
+        lb,
+        replicas: Vec::new(),
+        retiring: tokio::task::JoinSet::new(),
+        targets: Arc::default(),
+        pinger: None,
+        prometheus: None,
+        out,
+        pod_counter: 0,
+        at: (0, 0),
+        plan,
+    };
+    let result = world.play(&options, &binaries, comparisons).await;
+    let failed = result.is_err();
+    world.teardown(failed).await;
+    result
+}
+
+/// The comparison analysis (`--compare`): the AnalysisTemplates at `path`,
+/// with the Rollout's arguments.
+fn comparison(plan: &Plan, path: &Path) -> Result<AnalysisSpec, Failure> {
+    let objects = manifests::render(path).map_err(Failure::Input)?;
+    let templates: Vec<rollout_model::AnalysisTemplate> = objects
+        .objects
+        .iter()
+        .filter(|object| {
+            object["kind"] == "AnalysisTemplate" || object["kind"] == "ClusterAnalysisTemplate"
+        })
+        .map(rollout_model::model::from_value)
+        .collect::<Result<_, _>>()
+        .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))?;
+    if templates.is_empty() {
+        return Err(Failure::Input(format!(
+            "{}: no AnalysisTemplate",
+            path.display()
+        )));
     }
-    if let Some(path) = &options.compare {
-        let objects = manifests::render(path).map_err(Failure::Input)?;
-        let templates: Vec<rollout_model::AnalysisTemplate> = objects
-            .objects
-            .iter()
-            .filter(|object| {
-                object["kind"] == "AnalysisTemplate" || object["kind"] == "ClusterAnalysisTemplate"
-            })
-            .map(rollout_model::model::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))?;
-        if templates.is_empty() {
-            return Err(Failure::Input(format!(
-                "{}: no AnalysisTemplate",
-                path.display()
-            )));
-        }
-        let spec = plan
-            .analysis_spec("compare", &templates)
-            .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))?;
-        specs.push((spec, false));
-    }
+    plan.analysis_spec("compare", &templates)
+        .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))
+}
+
+/// There is an analysis to rehearse, and its queries scale: a range the
+/// rehearsal cannot scale is an input error before anything starts.
+fn check_analyses(plan: &Plan, comparisons: &[AnalysisSpec], scale: f64) -> Result<(), Failure> {
+    let inline = plan.steps.iter().filter_map(|step| match step {
+        Step::Analysis(spec) => Some(spec.as_ref()),
+        _ => None,
+    });
+    let specs: Vec<&AnalysisSpec> = plan
+        .analysis
+        .iter()
+        .chain(comparisons)
+        .chain(inline)
+        .collect();
     if specs.is_empty() {
         return Err(Failure::Input(format!(
             "{}: the Rollout has no background analysis to rehearse",
             plan.source
         )));
     }
-    // Queries scaled up front, so that a range the rehearsal cannot scale is an input error.
-    let mut scaled_specs = Vec::new();
-    for (spec, primary) in specs {
-        let queries = spec
-            .metrics
-            .iter()
-            .map(|metric| {
-                prom::scale_promql(&metric.query, options.time_scale)
-                    .map_err(|error| Failure::Input(format!("metric {}: {error}", metric.name)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        scaled_specs.push((spec, queries, primary));
+    for metric in specs.iter().flat_map(|spec| &spec.metrics) {
+        scaled_query(metric, scale).map_err(Failure::Input)?;
     }
+    Ok(())
+}
 
+fn scaled_query(metric: &MetricSpec, scale: f64) -> Result<String, String> {
+    prom::scale_promql(&metric.query, scale)
+        .map_err(|error| format!("metric {}: {error}", metric.name))
+}
+
+fn binaries(options: &Options) -> Result<Binaries, Failure> {
     let bin_dir = match &options.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()
@@ -171,48 +205,14 @@ pub async fn rehearse(options: Options) -> Result<Report, Failure> {
             .and_then(|exe| exe.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from(".")),
     };
-    let ponger = binary(&bin_dir, "ponger")?;
-    let pinger = binary(&bin_dir, "pinger")?;
-    let prometheus_bin = match &options.prometheus {
-        Some(path) => path.clone(),
-        None => crate::prerequisites::find_or_install_prometheus().map_err(Failure::Runtime)?,
-    };
-
-    let dir = tempfile::Builder::new()
-        .prefix("rehearsal-")
-        .tempdir()
-        .map_err(|error| {
-            Failure::Runtime(format!("cannot create a temporary directory: {error}"))
-        })?;
-    let targets_file = dir.path().join("targets.json");
-    let lb = Balancer::start().await.map_err(Failure::Runtime)?;
-    let mut world = World {
-        scale: options.time_scale,
-        ponger,
-        dir,
-        lb,
-        replicas: Vec::new(),
-        retiring: tokio::task::JoinSet::new(),
-        targets: Arc::default(),
-        targets_file,
-        pinger: None,
-        prometheus: None,
-        out,
-        pod_counter: 0,
-        weight: 0,
-        highest_weight: 0,
-        step: 0,
-        rollout_start: None,
-        slots: Vec::new(),
-        weight_changes: Vec::new(),
-        plan,
-    };
-    let result = world
-        .play(&options, pinger, prometheus_bin, scaled_specs)
-        .await;
-    let failed = result.is_err();
-    world.teardown(failed).await;
-    result
+    Ok(Binaries {
+        ponger: binary(&bin_dir, "ponger")?,
+        pinger: binary(&bin_dir, "pinger")?,
+        prometheus: match &options.prometheus {
+            Some(path) => path.clone(),
+            None => crate::prerequisites::find_or_install_prometheus().map_err(Failure::Runtime)?,
+        },
+    })
 }
 
 fn binary(dir: &Path, name: &str) -> Result<PathBuf, Failure> {
@@ -241,8 +241,8 @@ impl World {
                     "Prometheus (pid {}) exited during the rehearsal ({status}) at step {} (canary weight {}%); \
                      the analysis cannot measure without it. Its last log lines:\n{tail}",
                     prometheus.proc.pid,
-                    self.step + 1,
-                    self.weight
+                    self.at.0 + 1,
+                    self.at.1
                 )));
             }
         }
@@ -269,11 +269,47 @@ impl World {
     async fn play(
         &mut self,
         options: &Options,
-        pinger_bin: PathBuf,
-        prometheus_bin: PathBuf,
-        specs: Vec<(AnalysisSpec, Vec<String>, bool)>,
+        binaries: &Binaries,
+        comparisons: Vec<AnalysisSpec>,
     ) -> Result<Report, Failure> {
-        let plan = self.plan.clone();
+        self.announce(&comparisons);
+        let pinger_address = self.set_up(binaries).await?;
+        let warmup = scaled(options.warmup, self.scale);
+        self.out.line(&format!(
+            "stable traffic for {} before the rollout",
+            go_duration(warmup)
+        ));
+        self.sleep(Instant::now() + warmup).await?;
+        let start = Instant::now();
+        self.out.line(&format!(
+            "rollout starts: new ReplicaSet {} (rollouts-pod-template-hash), stable {}",
+            self.plan.canary_hash, self.plan.stable_hash
+        ));
+        let spec = RolloutSpec {
+            steps: self.plan.steps.clone(),
+            replicas: self.plan.replicas,
+            starting_step: self.plan.starting_step,
+            background: self.plan.analysis.clone(),
+            comparisons,
+        };
+        let mut controller = RolloutController::new(spec, self.scale, start);
+        let mut reporter = Reporter::new(start);
+        let verdict = self.drive(&mut controller, &mut reporter).await?;
+        self.wait_retired().await?;
+        let traffic = self.traffic(pinger_address).await;
+        self.out.line(&format!(
+            "done: {}; canary served {} pings ({} failed), stable {} ({} failed)",
+            verdict.kind(),
+            traffic.service.canary.pings,
+            traffic.service.canary.failed,
+            traffic.service.stable.pings,
+            traffic.service.stable.failed
+        ));
+        Ok(reporter.report(&self.plan, &controller, verdict, traffic))
+    }
+
+    fn announce(&self, comparisons: &[AnalysisSpec]) {
+        let plan = &self.plan;
         self.out.line(&format!(
             "rehearsing Rollout {}/{} from {}: {} -> {} over {} replicas, steps: {}; time scale {}x",
             plan.namespace,
@@ -285,12 +321,12 @@ impl World {
             plan.steps.iter().map(Step::describe).collect::<Vec<_>>().join(", "),
             self.scale
         ));
-        for (spec, _, primary) in &specs {
-            let role = if *primary {
-                "the Rollout's analysis"
-            } else {
-                "comparison"
-            };
+        let ours = plan
+            .analysis
+            .iter()
+            .map(|spec| ("the Rollout's analysis", spec));
+        let compared = comparisons.iter().map(|spec| ("comparison", spec));
+        for (role, spec) in ours.chain(compared) {
             self.out.line(&format!(
                 "{role} {}: metrics {}",
                 spec.templates.join("+"),
@@ -301,12 +337,24 @@ impl World {
                     .join(", ")
             ));
         }
-        // Stable replicas, behind the balancer.
-        for _ in 0..plan.replicas {
+    }
+
+    /// The stable replicas, the pinger and Prometheus, until Prometheus
+    /// scrapes every replica; returns the pinger's address.
+    async fn set_up(&mut self, binaries: &Binaries) -> Result<std::net::SocketAddr, Failure> {
+        for _ in 0..self.plan.replicas {
             self.start_replica(false).await?;
         }
-        // The pinger, at the manifests' rate times the time scale, so that a
-        // scaled rate window holds as many pings as the real one.
+        let pinger_address = self.start_pinger(&binaries.pinger).await?;
+        self.start_prometheus(&binaries.prometheus).await?;
+        self.wait_scraped().await?;
+        Ok(pinger_address)
+    }
+
+    /// The pinger, at the manifests' rate times the time scale, so that a
+    /// scaled rate window holds as many pings as the real one.
+    async fn start_pinger(&mut self, pinger_bin: &Path) -> Result<std::net::SocketAddr, Failure> {
+        let plan = &self.plan;
         let rate = plan.pinger.rate * self.scale;
         let mut args = vec![
             "--listen".to_owned(),
@@ -321,33 +369,38 @@ impl World {
         if let Some(timeout) = &plan.pinger.timeout {
             args.extend(["--timeout".to_owned(), timeout.clone()]);
         }
-        let pinger = Proc::spawn("pinger", &pinger_bin, &args, &[], true)
+        let pinger = Proc::spawn("pinger", pinger_bin, &args, &[], true)
             .await
             .map_err(Failure::Runtime)?;
         self.out.line(&format!(
             "pinger (pid {}) sends {rate} pings/s to the Service at {} (a fresh connection per ping)",
             pinger.pid, self.lb.address
         ));
-        let pinger_address = pinger.address.expect("waited for the address");
+        let address = pinger.address.expect("waited for the address");
         self.pinger = Some(pinger);
-        self.targets.lock().expect("targets").insert(
-            "pinger".to_owned(),
-            PodTarget {
-                namespace: plan.namespace.clone(),
-                pod: format!(
-                    "pinger-{}",
-                    crate::plan::pod_template_hash(&plan.pinger.template)
-                ),
-                address: pinger_address,
-                template: plan.pinger.template.clone(),
-                extra_labels: BTreeMap::new(),
-            },
-        );
+        let target = PodTarget {
+            namespace: plan.namespace.clone(),
+            pod: format!(
+                "pinger-{}",
+                crate::plan::pod_template_hash(&plan.pinger.template)
+            ),
+            address,
+            template: plan.pinger.template.clone(),
+            extra_labels: BTreeMap::new(),
+        };
+        self.targets
+            .lock()
+            .expect("targets")
+            .insert("pinger".to_owned(), target);
         self.write_targets()?;
+        Ok(address)
+    }
+
+    async fn start_prometheus(&mut self, prometheus_bin: &Path) -> Result<(), Failure> {
         let (config, left_out) =
-            prom::rehearsal_config(&plan.prometheus_config, &self.targets_file, self.scale)
+            prom::rehearsal_config(&self.plan.prometheus_config, &self.targets_file, self.scale)
                 .map_err(Failure::Input)?;
-        let prometheus = Prometheus::start(&prometheus_bin, self.dir.path(), &config)
+        let prometheus = Prometheus::start(prometheus_bin, self.dir.path(), &config)
             .await
             .map_err(Failure::Runtime)?;
         self.out.line(&format!(
@@ -358,7 +411,12 @@ impl World {
             if left_out.is_empty() { String::new() } else { format!("; not rehearsed: job(s) {}", left_out.join(", ")) }
         ));
         self.prometheus = Some(prometheus);
-        // Wait until every replica is scraped, then let stable traffic build up.
+        Ok(())
+    }
+
+    /// Waits until Prometheus scrapes every replica.
+    async fn wait_scraped(&mut self) -> Result<(), Failure> {
+        let replicas = self.plan.replicas as usize;
         let job_ready = Instant::now() + Duration::from_secs(30);
         loop {
             self.check()?;
@@ -368,341 +426,155 @@ impl World {
                 .expect("started")
                 .up("ponger")
                 .await;
-            if up >= plan.replicas as usize {
-                break;
+            if up >= replicas {
+                return Ok(());
             }
             if Instant::now() > job_ready {
                 return Err(Failure::Runtime(format!(
-                    "Prometheus scrapes {up} of {} ponger replicas after 30 s: the relabeling in the manifests' Prometheus configuration does not produce job=\"ponger\"",
-                    plan.replicas
+                    "Prometheus scrapes {up} of {replicas} ponger replicas after 30 s: the relabeling in the manifests' Prometheus configuration does not produce job=\"ponger\""
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let warmup = scaled(options.warmup, self.scale);
-        self.out.line(&format!(
-            "stable traffic for {} before the rollout",
-            go_duration(warmup)
-        ));
-        self.sleep(Instant::now() + warmup).await?;
+    }
 
-        // The rollout.
-        let start = Instant::now();
-        self.rollout_start = Some(start);
-        self.out.line(&format!(
-            "rollout starts: new ReplicaSet {} (rollouts-pod-template-hash), stable {}",
-            plan.canary_hash, plan.stable_hash
-        ));
-        let mut shadow_noted = false;
-        for (index, step) in plan.steps.iter().enumerate() {
-            self.step = index;
-            if plan.starting_step == Some(index) && self.slots.is_empty() {
-                for (spec, queries, primary) in &specs {
-                    self.out.line(&format!(
-                        "AnalysisRun {} starts ({})",
-                        spec.templates.join("+"),
-                        if *primary {
-                            "background analysis"
-                        } else {
-                            "comparison, same traffic"
-                        }
+    /// Waits until `until`, watching the processes.
+    async fn sleep(&mut self, until: Instant) -> Result<(), Failure> {
+        loop {
+            self.check()?;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep_until(until.min(now + Duration::from_millis(100)).into()).await;
+        }
+    }
+
+    /// Plays the rollout: performs each of the controller's actions, feeds
+    /// back what happened and hands the action to the reporter.
+    async fn drive(
+        &mut self,
+        controller: &mut RolloutController,
+        reporter: &mut Reporter,
+    ) -> Result<Verdict, Failure> {
+        loop {
+            self.check()?;
+            let action = controller.poll(Instant::now());
+            self.perform(&action, controller).await?;
+            let now = Instant::now();
+            self.at = (controller.step(), controller.weight());
+            reporter.performed(&action, controller, now, &self.service_counts());
+            for line in narration::lines(&action, controller) {
+                self.out.line(&line);
+            }
+            match action {
+                Action::Finish(verdict) => return Ok(verdict),
+                Action::AwaitEvent => {
+                    return Err(Failure::Runtime(
+                        "the rehearsal's controller waits for an event that never comes".to_owned(),
                     ));
-                    self.slots.push(Slot {
-                        run: Run::start(spec.clone(), Instant::now()),
-                        queries: queries.clone(),
-                        primary: *primary,
-                        decided: None,
-                    });
                 }
-            }
-            self.out.line(&format!(
-                "step {}/{}: {}",
-                index + 1,
-                plan.steps.len(),
-                step.describe()
-            ));
-            match step {
-                Step::SetWeight(weight) => {
-                    self.set_weight(*weight).await?;
-                    self.measure_due().await?;
-                }
-                Step::Pause(Some(duration)) => {
-                    let until = Instant::now() + scaled(*duration, self.scale);
-                    self.sleep(until).await?;
-                }
-                Step::Pause(None) => self.out.line(
-                    "a pause without duration waits for `kubectl argo rollouts promote`: the rehearsal promotes it at once",
-                ),
-            }
-            if self.primary_decided() {
-                if self.all_decided() {
-                    break;
-                }
-                if !shadow_noted {
-                    shadow_noted = true;
-                    self.out.line(
-                        "the Rollout's analysis decided; the steps go on (canary kept) only until the comparison decides too",
-                    );
-                }
+                _ => {}
             }
         }
-        let steps_done_at = Instant::now();
-        // Runs still undecided when the steps end are terminated: Successful.
-        for slot in &mut self.slots {
-            if slot.decided.is_none() {
-                slot.run.terminate();
+    }
+
+    /// Does what `action` asks and tells the controller what happened.
+    async fn perform(
+        &mut self,
+        action: &Action,
+        controller: &mut RolloutController,
+    ) -> Result<(), Failure> {
+        match action {
+            Action::Scale(scaling) => {
+                self.scale(*scaling).await?;
+                controller.handle(Event::ReplicasReady, Instant::now());
             }
+            Action::Measure { run, metric } => {
+                let outcome = self.measure(controller.metric(*run, *metric)).await;
+                controller.handle(Event::Measured(outcome), Instant::now());
+            }
+            Action::WaitUntil(at) => {
+                let now = Instant::now();
+                let next = (*at).min(now + Duration::from_millis(100));
+                tokio::time::sleep_until(next.max(now).into()).await;
+            }
+            _ => {}
         }
-        let primary = self
-            .slots
-            .iter()
-            .find(|slot| slot.primary)
-            .expect("a primary run");
-        let (verdict, reason, decision) = match &primary.decided {
-            Some((Phase::Inconclusive, message, snapshot)) => {
-                ("Paused", message.clone(), snapshot.clone())
-            }
-            Some((phase, message, snapshot)) => {
-                let _ = phase;
-                ("Aborted", message.clone(), snapshot.clone())
-            }
-            None => (
-                "Promoted",
-                "every analysis measurement passed or was tolerated".to_owned(),
-                self.snapshot_at(steps_done_at),
-            ),
+        Ok(())
+    }
+
+    /// One measurement: the metric's query (scaled) and its conditions.
+    async fn measure(&self, metric: &MetricSpec) -> Outcome {
+        let error = |message| Outcome {
+            value: String::new(),
+            first_value: None,
+            phase: Phase::Error,
+            message,
         };
-        match verdict {
-            "Aborted" => {
-                self.out.line(&format!("ABORT: {reason}; canary replicas go, stable ones come back"));
-                self.abort().await?;
+        let query = match scaled_query(metric, self.scale) {
+            Ok(query) => query,
+            Err(message) => return error(message),
+        };
+        let prometheus = self.prometheus.as_ref().expect("started");
+        match prometheus.query(&query, metric.timeout).await {
+            Ok((input, value)) => {
+                let (phase, message) =
+                    evaluate_result(metric.success.as_ref(), metric.failure.as_ref(), &input);
+                Outcome {
+                    value,
+                    first_value: input.first_finite(),
+                    phase,
+                    message,
+                }
             }
-            "Paused" => self.out.line(&format!(
-                "PAUSED: {reason}; Argo Rollouts would wait for `kubectl argo rollouts promote` or `abort`"
-            )),
-            _ => {
-                self.out.line("all steps passed: PROMOTE, the new version becomes stable");
-                self.promote().await?;
-            }
-        }
-        let finished = Instant::now();
-        self.wait_retired().await?;
-        let canary = self.lb.totals(true);
-        let stable = self.lb.totals(false);
-        let timeline = self.timeline(start);
-        let pinger_codes = self.pinger_codes(pinger_address).await;
-        self.out.line(&format!(
-            "done: {verdict}; canary served {} pings ({} failed), stable {} ({} failed)",
-            canary.pings, canary.failed, stable.pings, stable.failed
-        ));
-        let analyses = self
-            .slots
-            .iter()
-            .map(|slot| {
-                let decided = slot.decided.as_ref().map(|(phase, message, snapshot)| {
-                    (
-                        *phase,
-                        message.clone(),
-                        snapshot.at,
-                        snapshot.step,
-                        snapshot.weight,
-                        snapshot.canary.clone(),
-                        snapshot.stable.clone(),
-                    )
-                });
-                AnalysisOutcome::from_run(&slot.run, slot.primary, decided.as_ref())
-            })
-            .collect();
-        Ok(Report::new(
-            &plan,
-            self.scale,
-            verdict,
-            reason,
-            decision.at,
-            decision.step,
-            if verdict == "Promoted" {
-                self.highest_weight
-            } else {
-                decision.weight
-            },
-            self.highest_weight,
-            finished.duration_since(start),
-            canary,
-            stable,
-            pinger_codes,
-            self.lb.no_endpoint(),
-            analyses,
-            timeline,
-        ))
-    }
-
-    /// The weight changes and the Service's per-second ping counts (seconds
-    /// that have ended), on the rollout's time axis.
-    fn timeline(&self, rollout_start: Instant) -> Timeline {
-        let pings_per_second = self
-            .lb
-            .timeline()
-            .map(|pings| {
-                let offset = rollout_start
-                    .saturating_duration_since(pings.origin())
-                    .as_secs_f64();
-                pings
-                    .complete_seconds(Instant::now())
-                    .iter()
-                    .enumerate()
-                    .map(|(index, counts)| PingsInSecond {
-                        from_seconds: ((index as f64 - offset) * 1000.0).round() / 1000.0,
-                        counts: *counts,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Timeline {
-            weight_changes: self.weight_changes.clone(),
-            pings_per_second,
+            Err(message) => error(message),
         }
     }
 
-    fn note_weight(&mut self, cause: WeightCause) {
-        let at = self
-            .rollout_start
-            .map(|start| start.elapsed())
-            .unwrap_or_default();
-        self.weight_changes.push(WeightChange {
-            at_seconds: (at.as_secs_f64() * 1000.0).round() / 1000.0,
-            step: self.step + 1,
-            weight: self.weight,
-            cause,
-        });
-    }
-
-    fn snapshot_at(&self, at: Instant) -> Snapshot {
-        Snapshot {
-            at: at.duration_since(self.rollout_start.unwrap_or(at)),
-            step: self.step,
-            weight: self.weight,
+    fn service_counts(&self) -> ServiceCounts {
+        ServiceCounts {
             canary: self.lb.totals(true),
             stable: self.lb.totals(false),
         }
     }
 
-    fn primary_decided(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|slot| slot.primary && slot.decided.is_some())
-    }
-
-    fn all_decided(&self) -> bool {
-        self.slots.iter().all(|slot| slot.decided.is_some())
-    }
-
-    /// Waits until `until`, measuring whatever falls due and watching the processes.
-    async fn sleep(&mut self, until: Instant) -> Result<(), Failure> {
-        loop {
-            self.check()?;
-            self.measure_due().await?;
-            if self.primary_decided() && self.all_decided() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= until {
-                return Ok(());
-            }
-            let next = self
-                .slots
-                .iter()
-                .filter(|slot| slot.decided.is_none())
-                .filter_map(|slot| slot.run.next_due(self.scale))
-                .min()
-                .unwrap_or(until)
-                .min(until)
-                .min(now + Duration::from_millis(100));
-            tokio::time::sleep_until(next.max(now).into()).await;
+    /// What the Service and the pinger counted.
+    async fn traffic(&self, pinger_address: std::net::SocketAddr) -> Traffic {
+        let service = self.service_counts();
+        let pings = self.lb.timeline();
+        let read_at = Instant::now();
+        Traffic {
+            service,
+            pings,
+            user_pings_by_code: self.pinger_codes(pinger_address).await,
+            connections_without_endpoint: self.lb.no_endpoint(),
+            read_at,
         }
     }
 
-    async fn measure_due(&mut self) -> Result<(), Failure> {
-        let scale = self.scale;
-        for slot_index in 0..self.slots.len() {
-            if self.slots[slot_index].decided.is_some() {
-                continue;
-            }
-            for metric_index in 0..self.slots[slot_index].run.metrics.len() {
-                let Some(due) = self.slots[slot_index].run.due_at(metric_index, scale) else {
-                    continue;
-                };
-                if due > Instant::now() {
-                    continue;
-                }
-                self.check()?;
-                let (query, spec) = {
-                    let slot = &self.slots[slot_index];
-                    (
-                        slot.queries[metric_index].clone(),
-                        slot.run.metrics[metric_index].spec.clone(),
-                    )
-                };
-                let prometheus = self.prometheus.as_ref().expect("started");
-                let (phase, value, first_value, message) = match prometheus
-                    .query(&query, spec.timeout)
-                    .await
-                {
-                    Ok((input, text)) => {
-                        let (phase, message) =
-                            evaluate_result(spec.success.as_ref(), spec.failure.as_ref(), &input);
-                        (phase, text, input.first_finite(), message)
-                    }
-                    Err(error) => (Phase::Error, String::new(), None, error),
-                };
-                let at = self
-                    .rollout_start
-                    .map(|start| start.elapsed())
-                    .unwrap_or_default();
-                let slot = &mut self.slots[slot_index];
-                let measurement = Measurement {
-                    at_seconds: at.as_secs_f64(),
-                    step: self.step + 1,
-                    weight: self.weight,
-                    value: value.clone(),
-                    first_value,
-                    phase,
-                    message: message.clone(),
-                };
-                slot.run.record(metric_index, measurement, Instant::now());
-                let metric = &slot.run.metrics[metric_index];
-                let label = if slot.primary { "" } else { "[compare] " };
-                self.out.line(&format!(
-                    "  {label}{} #{} at weight {}%: {} -> {:?} ({message}){}",
-                    spec.name,
-                    metric.measurements.len(),
-                    self.weight,
-                    if value.is_empty() {
-                        "no value"
-                    } else {
-                        value.as_str()
-                    },
-                    phase,
-                    if metric.phase.completed() {
-                        format!("; metric {:?}", metric.phase)
-                    } else {
-                        String::new()
-                    }
-                ));
-                if slot.run.phase.completed() && slot.run.phase != Phase::Successful {
-                    let run_phase = slot.run.phase;
-                    let run_message = slot.run.message.clone();
-                    let templates = slot.run.spec.templates.join("+");
-                    let primary = slot.primary;
-                    let snapshot = self.snapshot_at(Instant::now());
-                    self.out.line(&format!(
-                        "AnalysisRun {templates} {run_phase:?}: {run_message} (at weight {}%, {:.1}s into the rollout){}",
-                        snapshot.weight,
-                        snapshot.at.as_secs_f64(),
-                        if primary { "" } else { " [comparison]" }
-                    ));
-                    self.slots[slot_index].decided = Some((run_phase, run_message, snapshot));
-                    break;
-                }
+    /// Puts the replicas of `scaling` behind the Service: new ones first
+    /// (ready before they take traffic), then the surplus retired.
+    async fn scale(&mut self, scaling: Scaling) -> Result<(), Failure> {
+        while self.count(true) < scaling.canary as usize {
+            self.start_replica(true).await?;
+        }
+        while self.count(false) < scaling.stable as usize {
+            self.start_replica(false).await?;
+        }
+        for canary in [false, true] {
+            let wanted = if canary {
+                scaling.canary
+            } else {
+                scaling.stable
+            } as usize;
+            while self.count(canary) > wanted {
+                let index = self
+                    .replicas
+                    .iter()
+                    .position(|replica| replica.canary == canary)
+                    .expect("a replica of that kind");
+                self.retire(index);
             }
         }
         Ok(())
@@ -740,64 +612,26 @@ impl World {
             plan.rollout_name,
             pod_suffix(self.pod_counter)
         );
-        let mut args = vec![
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--profile".to_owned(),
-            version.clone(),
-            "--version".to_owned(),
-            version.clone(),
-        ];
-        if let Some(delay) = &plan.drain_delay {
-            // The drain delay lets endpoints catch up with a terminating pod;
-            // it is scaled with everything else (the balancer drops the
-            // replica before SIGTERM anyway).
-            let delay = crate::plan::parse_duration(delay).map_err(Failure::Input)?;
-            args.extend([
-                "--drain-delay".to_owned(),
-                go_duration(scaled(delay, self.scale).max(Duration::from_millis(100))),
-            ]);
-        }
+        let args = self.ponger_args(&version)?;
         let envs = vec![("OTEL_SERVICE_NAME".to_owned(), "ponger".to_owned())];
         let proc = Proc::spawn(&pod, &self.ponger, &args, &envs, true)
             .await
             .map_err(Failure::Runtime)?;
         let address = proc.address.expect("waited for the address");
-        // Readiness, as the probe would see it.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|error| Failure::Runtime(error.to_string()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready = client
-                .get(format!("http://{address}/readyz"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(Failure::Runtime(format!(
-                    "replica {pod} never became ready"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(&pod, address).await?;
         let mut extra = BTreeMap::new();
         extra.insert("rollouts-pod-template-hash".to_owned(), hash);
-        self.targets.lock().expect("targets").insert(
-            pod.clone(),
-            PodTarget {
-                namespace: plan.namespace.clone(),
-                pod: pod.clone(),
-                address,
-                template,
-                extra_labels: extra,
-            },
-        );
+        let target = PodTarget {
+            namespace: self.plan.namespace.clone(),
+            pod: pod.clone(),
+            address,
+            template,
+            extra_labels: extra,
+        };
+        self.targets
+            .lock()
+            .expect("targets")
+            .insert(pod.clone(), target);
         self.write_targets()?;
         self.lb.add(&pod, address, canary);
         self.out.line(&format!(
@@ -807,6 +641,28 @@ impl World {
         ));
         self.replicas.push(Replica { pod, canary, proc });
         Ok(())
+    }
+
+    fn ponger_args(&self, version: &str) -> Result<Vec<String>, Failure> {
+        let mut args = vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--profile".to_owned(),
+            version.to_owned(),
+            "--version".to_owned(),
+            version.to_owned(),
+        ];
+        if let Some(delay) = &self.plan.drain_delay {
+            // The drain delay lets endpoints catch up with a terminating pod;
+            // it is scaled with everything else (the balancer drops the
+            // replica before SIGTERM anyway).
+            let delay = crate::plan::parse_duration(delay).map_err(Failure::Input)?;
+            args.extend([
+                "--drain-delay".to_owned(),
+                go_duration(scaled(delay, self.scale).max(Duration::from_millis(100))),
+            ]);
+        }
+        Ok(args)
     }
 
     /// Takes a replica out of the Service, then retires it like a pod:
@@ -838,68 +694,6 @@ impl World {
             .iter()
             .filter(|replica| replica.canary == canary)
             .count()
-    }
-
-    /// Replica counts for a weight, as Argo Rollouts without a traffic
-    /// router: canary = ceil(replicas x weight / 100), stable = the rest.
-    async fn set_weight(&mut self, weight: u32) -> Result<(), Failure> {
-        let replicas = self.plan.replicas as usize;
-        let canary_wanted = (replicas * weight as usize).div_ceil(100).min(replicas);
-        let stable_wanted = replicas - canary_wanted;
-        while self.count(true) < canary_wanted {
-            self.start_replica(true).await?;
-        }
-        while self.count(false) > stable_wanted {
-            let index = self
-                .replicas
-                .iter()
-                .position(|replica| !replica.canary)
-                .expect("a stable replica");
-            self.retire(index);
-        }
-        while self.count(true) > canary_wanted {
-            let index = self
-                .replicas
-                .iter()
-                .position(|replica| replica.canary)
-                .expect("a canary replica");
-            self.retire(index);
-        }
-        while self.count(false) < stable_wanted {
-            self.start_replica(false).await?;
-        }
-        self.weight = weight;
-        self.highest_weight = self.highest_weight.max(weight);
-        self.note_weight(WeightCause::SetWeight);
-        self.out.line(&format!(
-            "  weight {weight}%: {canary_wanted} canary + {stable_wanted} stable replicas behind the Service"
-        ));
-        Ok(())
-    }
-
-    async fn abort(&mut self) -> Result<(), Failure> {
-        while self.count(false) < self.plan.replicas as usize {
-            self.start_replica(false).await?;
-        }
-        while let Some(index) = self.replicas.iter().position(|replica| replica.canary) {
-            self.retire(index);
-        }
-        self.weight = 0;
-        self.note_weight(WeightCause::Abort);
-        Ok(())
-    }
-
-    async fn promote(&mut self) -> Result<(), Failure> {
-        while self.count(true) < self.plan.replicas as usize {
-            self.start_replica(true).await?;
-        }
-        while let Some(index) = self.replicas.iter().position(|replica| !replica.canary) {
-            self.retire(index);
-        }
-        self.weight = 100;
-        self.highest_weight = 100;
-        self.note_weight(WeightCause::Promote);
-        Ok(())
     }
 
     async fn wait_retired(&mut self) -> Result<(), Failure> {
@@ -989,6 +783,32 @@ impl World {
         }
         self.lb.stop();
         procs::kill_all();
+    }
+}
+
+/// Waits until the replica at `address` is ready, as the readiness probe would see it.
+async fn wait_ready(pod: &str, address: std::net::SocketAddr) -> Result<(), Failure> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|error| Failure::Runtime(error.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = client
+            .get(format!("http://{address}/readyz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Runtime(format!(
+                "replica {pod} never became ready"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

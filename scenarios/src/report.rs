@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::analysis::{Measurement, Phase, Run};
+use crate::analysis::{Measurement, Phase};
+use crate::controller::{Role, TrackedRun, Verdict, VerdictKind};
 use crate::lb::{PingSecond, Totals};
-use crate::plan::{MetricSpec, Plan};
+use crate::plan::{MetricSpec, Plan, Step};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricOutcome {
@@ -116,10 +117,11 @@ pub struct AnalysisOutcome {
     pub metrics: Vec<MetricOutcome>,
 }
 
-pub type Decided = (Phase, String, Duration, usize, u32, Totals, Totals);
-
 impl AnalysisOutcome {
-    pub fn from_run(run: &Run, primary: bool, decided: Option<&Decided>) -> Self {
+    /// The outcome of a run; `canary_at_decision`: what the canary had
+    /// served when the run decided.
+    pub fn from_run(tracked: &TrackedRun, canary_at_decision: Option<&Totals>) -> Self {
+        let run = &tracked.run;
         let metrics = run
             .metrics
             .iter()
@@ -131,20 +133,45 @@ impl AnalysisOutcome {
                 measurements: metric.measurements.clone(),
             })
             .collect();
+        let decided = tracked.decided.as_ref();
+        let at = decided.map(|(_, _, at)| at);
         Self {
-            role: if primary { "ours" } else { "compare" }.to_owned(),
+            role: match tracked.role {
+                Role::Background => "ours".to_owned(),
+                Role::Comparison => "compare".to_owned(),
+                Role::Step(index) => format!("step {}", index + 1),
+            },
             templates: run.spec.templates.clone(),
             phase: decided.map_or(run.phase, |decided| decided.0),
             message: decided.map_or(run.message.clone(), |decided| decided.1.clone()),
             stops_rollout: decided.is_some(),
-            decided_after_seconds: decided.map(|decided| decided.2.as_secs_f64()),
-            decided_at_step: decided.map(|decided| decided.3 + 1),
-            weight_at_verdict: decided.map(|decided| decided.4),
-            canary_pings_at_verdict: decided.map(|decided| decided.5.pings),
-            canary_failed_pings_at_verdict: decided.map(|decided| decided.5.failed),
+            decided_after_seconds: at.map(|at| at.since_start.as_secs_f64()),
+            decided_at_step: at.map(|at| at.step + 1),
+            weight_at_verdict: at.map(|at| at.weight),
+            canary_pings_at_verdict: canary_at_decision.map(|canary| canary.pings),
+            canary_failed_pings_at_verdict: canary_at_decision.map(|canary| canary.failed),
             metrics,
         }
     }
+}
+
+/// What a rehearsal recorded, for [`Report::new`].
+#[derive(Clone, Debug)]
+pub struct Rehearsal {
+    pub time_scale: f64,
+    pub verdict: Verdict,
+    /// The highest weight the rehearsal reached (100 once promoted).
+    pub highest_weight_played: u32,
+    /// From the rollout's start to the end of the abort or promotion.
+    pub rollout: Duration,
+    /// What the Service counted for the canary and the stable replicas.
+    pub canary: Totals,
+    pub stable: Totals,
+    /// What the pinger (the users) saw, by code.
+    pub user_pings_by_code: BTreeMap<String, u64>,
+    pub connections_without_endpoint: u64,
+    pub analyses: Vec<AnalysisOutcome>,
+    pub timeline: Timeline,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -162,7 +189,7 @@ pub struct Report {
     /// Pings per second at the manifests' timing (the pinger ran at this x time scale).
     pub pinger_rate: f64,
     /// Promoted, Aborted or Paused (an Inconclusive analysis).
-    pub verdict: String,
+    pub verdict: VerdictKind,
     pub reason: String,
     /// From the rollout's start to the verdict, as measured here.
     pub time_to_verdict_seconds: f64,
@@ -195,24 +222,16 @@ pub struct Report {
 }
 
 impl Report {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        plan: &Plan,
-        time_scale: f64,
-        verdict: &str,
-        reason: String,
-        time_to_verdict: Duration,
-        verdict_step: usize,
-        highest_canary_weight: u32,
-        highest_weight_played: u32,
-        rollout: Duration,
-        canary: Totals,
-        stable: Totals,
-        user_pings_by_code: BTreeMap<String, u64>,
-        connections_without_endpoint: u64,
-        analyses: Vec<AnalysisOutcome>,
-        timeline: Timeline,
-    ) -> Self {
+    pub fn new(plan: &Plan, rehearsal: Rehearsal) -> Self {
+        let Rehearsal {
+            time_scale,
+            verdict,
+            canary,
+            stable,
+            user_pings_by_code,
+            ..
+        } = rehearsal;
+        let at = verdict.at();
         let stable_failure_ratio = if stable.pings > 0 {
             stable.failed as f64 / stable.pings as f64
         } else {
@@ -223,6 +242,7 @@ impl Report {
             .iter()
             .map(|code| user_pings_by_code.get(*code).copied().unwrap_or(0))
             .sum();
+        let to_verdict = at.since_start.as_secs_f64();
         Self {
             rollout: format!("{}/{}", plan.namespace, plan.rollout_name),
             manifests: plan.source.clone(),
@@ -232,32 +252,33 @@ impl Report {
             canary_hash: plan.canary_hash.clone(),
             time_scale,
             replicas: plan.replicas,
-            steps: plan.steps.iter().map(crate::plan::Step::describe).collect(),
+            steps: plan.steps.iter().map(Step::describe).collect(),
             pinger_rate: plan.pinger.rate,
-            verdict: verdict.to_owned(),
-            reason,
-            time_to_verdict_seconds: round(time_to_verdict.as_secs_f64()),
-            time_to_verdict_at_manifest_timing_seconds: round(
-                time_to_verdict.as_secs_f64() * time_scale,
-            ),
-            verdict_step: verdict_step + 1,
+            verdict: verdict.kind(),
+            reason: verdict.reason().to_owned(),
+            time_to_verdict_seconds: round(to_verdict),
+            time_to_verdict_at_manifest_timing_seconds: round(to_verdict * time_scale),
+            verdict_step: at.step + 1,
             verdict_step_description: plan
                 .steps
-                .get(verdict_step)
-                .map(crate::plan::Step::describe)
+                .get(at.step)
+                .map(Step::describe)
                 .unwrap_or_default(),
-            highest_canary_weight,
-            highest_weight_played,
-            rollout_seconds: round(rollout.as_secs_f64()),
+            highest_canary_weight: match verdict {
+                Verdict::Promoted { .. } => rehearsal.highest_weight_played,
+                _ => at.weight,
+            },
+            highest_weight_played: rehearsal.highest_weight_played,
+            rollout_seconds: round(rehearsal.rollout.as_secs_f64()),
             failed_pings_because_of_canary: canary.failed,
             excess_failed_pings_because_of_canary: round(excess),
             canary,
             stable,
             user_pings_by_code,
             user_pings_without_answer,
-            connections_without_endpoint,
-            analyses,
-            timeline,
+            connections_without_endpoint: rehearsal.connections_without_endpoint,
+            analyses: rehearsal.analyses,
+            timeline: rehearsal.timeline,
         }
     }
 
@@ -271,7 +292,7 @@ impl Report {
                     self.rollout, self.stable_version, self.canary_version
                 ),
             ),
-            ("verdict".to_owned(), self.verdict.clone()),
+            ("verdict".to_owned(), self.verdict.to_string()),
             ("why".to_owned(), self.reason.clone()),
             (
                 "time to verdict".to_owned(),
@@ -315,31 +336,32 @@ impl Report {
                 self.user_pings_without_answer.to_string(),
             ),
         ];
-        for analysis in &self.analyses {
-            let what = match analysis.weight_at_verdict {
-                Some(weight) => format!(
-                    "{:?} at weight {weight}% (step {}), {:.1} s in; canary had served {} pings, {} failed",
-                    analysis.phase,
-                    analysis.decided_at_step.unwrap_or(0),
-                    analysis.decided_after_seconds.unwrap_or(0.0),
-                    analysis.canary_pings_at_verdict.unwrap_or(0),
-                    analysis.canary_failed_pings_at_verdict.unwrap_or(0)
-                ),
-                None => format!(
-                    "{:?}: never objected up to weight {}%, would have let it promote",
-                    analysis.phase, self.highest_weight_played
-                ),
-            };
-            rows.push((
-                format!(
-                    "analysis {} ({})",
-                    analysis.role,
-                    analysis.templates.join("+")
-                ),
-                what,
-            ));
-        }
+        rows.extend(
+            self.analyses
+                .iter()
+                .map(|analysis| self.analysis_row(analysis)),
+        );
         rows
+    }
+
+    /// What an analysis decided, or that it never objected.
+    fn analysis_row(&self, analysis: &AnalysisOutcome) -> (String, String) {
+        let what = match analysis.weight_at_verdict {
+            Some(weight) => format!(
+                "{:?} at weight {weight}% (step {}), {:.1} s in; canary had served {} pings, {} failed",
+                analysis.phase,
+                analysis.decided_at_step.unwrap_or(0),
+                analysis.decided_after_seconds.unwrap_or(0.0),
+                analysis.canary_pings_at_verdict.unwrap_or(0),
+                analysis.canary_failed_pings_at_verdict.unwrap_or(0)
+            ),
+            None => format!(
+                "{:?}: never objected up to weight {}%, would have let it promote",
+                analysis.phase, self.highest_weight_played
+            ),
+        };
+        let templates = analysis.templates.join("+");
+        (format!("analysis {} ({templates})", analysis.role), what)
     }
 
     pub fn table(&self) -> String {

@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    alive, announced_pids, assert_nothing_left, child_streams, rehearsal, run, wait_child,
-    workspace,
+    alive, announced_pids, assert_nothing_left, canary_overlay, child_streams, rehearsal, run,
+    wait_child,
 };
 
 const QUICK: Duration = Duration::from_secs(30);
@@ -86,25 +86,9 @@ fn unreadable_manifests_are_refused() {
 #[test]
 fn a_condition_that_does_not_compile_is_refused_before_anything_starts() {
     // The real overlay, with one condition rewritten by a kustomize patch.
-    let overlay = tempfile::tempdir().expect("temp dir");
-    // kustomize refuses an absolute path in `resources`: name the overlay
-    // relative to the temporary directory.
-    let canary = format!(
-        "{}{}",
-        "../".repeat(overlay.path().components().count() - 1),
-        workspace()
-            .join("k8s/overlays/canary")
-            .display()
-            .to_string()
-            .trim_start_matches('/')
+    let overlay = canary_overlay(
+        "patches:\n  - target: {kind: AnalysisTemplate, name: ponger-health}\n    patch: |\n      - op: replace\n        path: /spec/metrics/0/successCondition\n        value: \"p99(result) >= 0.80\"\n",
     );
-    std::fs::write(
-        overlay.path().join("kustomization.yaml"),
-        format!(
-            "resources: [{canary}]\npatches:\n  - target: {{kind: AnalysisTemplate, name: ponger-health}}\n    patch: |\n      - op: replace\n        path: /spec/metrics/0/successCondition\n        value: \"p99(result) >= 0.80\"\n",
-        ),
-    )
-    .unwrap();
     let dir = tempfile::tempdir().expect("temp dir");
     let finished = run(
         rehearsal(

@@ -17,6 +17,29 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// A temporary overlay of `k8s/overlays/canary`: `rest` follows its
+/// `resources` line in the kustomization.
+pub fn canary_overlay(rest: &str) -> tempfile::TempDir {
+    let overlay = tempfile::tempdir().expect("temp dir");
+    // kustomize refuses an absolute path in `resources`: name the overlay
+    // relative to the temporary directory.
+    let canary = format!(
+        "{}{}",
+        "../".repeat(overlay.path().components().count() - 1),
+        workspace()
+            .join("k8s/overlays/canary")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        format!("resources: [{canary}]\n{rest}"),
+    )
+    .expect("kustomization");
+    overlay
+}
+
 /// The rehearsal command, the binaries beside it (scripts/test.sh builds them).
 pub fn rehearsal(args: &[&str], report_dir: &Path) -> Command {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_scenarios"));

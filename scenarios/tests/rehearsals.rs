@@ -6,7 +6,7 @@ mod headless;
 
 use std::time::Duration;
 
-use common::{assert_nothing_left, rehearsal, report, run, workspace};
+use common::{assert_nothing_left, canary_overlay, rehearsal, report, run, workspace};
 use serde_json::Value;
 
 const SCALE: &str = "10";
@@ -106,6 +106,51 @@ fn rehearse_best_is_promoted() {
     }
     // Everything ended on the new version: the last pings were the canary's.
     assert!(stdout.contains("PROMOTE"), "{stdout}");
+}
+
+/// The canary overlay with its background analysis replaced by an inline
+/// `analysis` step after the 20% step, in a temporary directory.
+fn overlay_with_an_inline_analysis_step() -> tempfile::TempDir {
+    canary_overlay(
+        r#"patches:
+  - target: {kind: Rollout, name: ponger}
+    patch: |
+      - op: remove
+        path: /spec/strategy/canary/analysis
+      - op: replace
+        path: /spec/strategy/canary/steps
+        value:
+          - setWeight: 20
+          - analysis:
+              templates: [{templateName: ponger-health}]
+              args:
+                - {name: canary-hash, valueFrom: {podTemplateHashValue: Latest}}
+                - {name: namespace, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+          - setWeight: 60
+"#,
+    )
+}
+
+#[test]
+fn rehearse_errors_with_an_inline_analysis_step_is_aborted_at_that_step() {
+    let overlay = overlay_with_an_inline_analysis_step();
+    let manifests = overlay.path().to_str().expect("UTF-8 path");
+    let (report, stdout) = rehearse("errors", &["--manifests", manifests, "--expect", "Aborted"]);
+    assert!(
+        stdout.contains("AnalysisRun ponger-health starts (analysis step 2)"),
+        "{stdout}"
+    );
+    assert_eq!(report["verdict_step"], 2, "{report:#}");
+    assert_eq!(report["verdict_step_description"], "analysis ponger-health");
+    assert_eq!(report["highest_canary_weight"], 20, "{report:#}");
+    let analyses = report["analyses"].as_array().expect("analyses");
+    assert_eq!(analyses.len(), 1, "{report:#}");
+    assert_eq!(analyses[0]["role"], "step 2");
+    assert_eq!(analyses[0]["phase"], "Failed");
+    assert_eq!(analyses[0]["weight_at_verdict"], 20);
+    // The step waited for the run: the 60% step never came.
+    assert!(!stdout.contains("setWeight 60\n"), "{stdout}");
+    assert!(!stdout.contains("weight 60%"), "{stdout}");
 }
 
 #[test]
