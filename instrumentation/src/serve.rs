@@ -16,11 +16,14 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
+
+mod header_timer;
+use header_timer::{Enforced, HeaderTimer};
 
 /// How long a client may take to send a request's headers, from the moment
 /// its connection opens or its previous response was sent. An idle
@@ -64,8 +67,7 @@ pub async fn serve(
     // (`Router` served as is rebuilds it per call).
     let router = router.with_state(());
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    http.header_read_timeout(limits.header_read_timeout);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -96,10 +98,16 @@ pub async fn serve(
             router: router.clone(),
             has_requested: Arc::new(AtomicBool::new(false)),
         };
-        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        let timer = HeaderTimer::default();
+        let connection = http
+            .clone()
+            .timer(timer.clone())
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let header_read_timeout = limits.header_read_timeout;
         let mut closing_seen = closing_seen.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let _enforced = Enforced::spawn(timer, header_read_timeout);
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {

@@ -27,6 +27,13 @@ fn router() -> Router {
             }),
         )
         .route(
+            "/longer-than-the-timeout",
+            get(|| async {
+                tokio::time::sleep(LIMITS.header_read_timeout + Duration::from_millis(500)).await;
+                "long\n"
+            }),
+        )
+        .route(
             "/endless",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -161,4 +168,61 @@ async fn shutdown_ends_at_the_in_flight_grace_whatever_is_still_running() {
         .expect("connection closed")
         .expect("request task");
     assert!(answer.is_empty(), "{answer}");
+}
+
+/// Sends `GET path` on a kept-alive connection and reads one whole answer
+/// (the routes' bodies end with a newline).
+async fn get_kept_alive(stream: &mut TcpStream, path: &str) -> String {
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.ends_with(b"\n") || !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buffer).await.expect("read");
+        assert!(
+            read > 0,
+            "closed after {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_a_header_read_timeout_after_its_last_answer() {
+    let (address, _stop, _server) = start(Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    // Busy for longer than the timeout, then idle.
+    let busy_until = Instant::now() + LIMITS.header_read_timeout + Duration::from_secs(1);
+    let mut last_answer = Instant::now();
+    while Instant::now() < busy_until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answer = get_kept_alive(&mut stream, "/fast").await;
+        last_answer = Instant::now();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let closed = closed_after(stream, last_answer).await;
+    assert!(
+        closed >= LIMITS.header_read_timeout - Duration::from_millis(50)
+            && closed < LIMITS.header_read_timeout + Duration::from_secs(1),
+        "closed {closed:?} after its last answer"
+    );
+}
+
+#[tokio::test]
+async fn a_request_handled_for_longer_than_the_header_read_timeout_is_answered() {
+    let (address, _stop, _server) = start(Duration::from_secs(1)).await;
+    // A handler of 300 ms, over and over on one connection, for longer than
+    // the timeout; then one that takes longer than the timeout by itself.
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    let started = Instant::now();
+    while started.elapsed() < LIMITS.header_read_timeout + Duration::from_millis(500) {
+        let answer = get_kept_alive(&mut stream, "/slow").await;
+        assert!(answer.ends_with("slow\n"), "{answer}");
+    }
+    let answer = get_kept_alive(&mut stream, "/longer-than-the-timeout").await;
+    assert!(answer.ends_with("long\n"), "{answer}");
 }
