@@ -9,7 +9,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,12 +21,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-mod header_timer;
-use header_timer::{Enforced, HeaderTimer};
+mod head_deadline;
+use head_deadline::{Activity, Answered, Watchdog};
 
 /// How long a client may take to send a request's headers, from the moment
-/// its connection opens or its previous response was sent. An idle
-/// keep-alive connection is closed after it too.
+/// its connection opens or its previous response was ready. An idle
+/// keep-alive connection is closed after it too; a request being handled is
+/// never cut short by it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open connections served at once; further ones wait in the listen backlog
@@ -66,8 +66,8 @@ pub async fn serve(
     // The route table is prepared once here, not for each connection
     // (`Router` served as is rebuilds it per call).
     let router = router.with_state(());
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.header_read_timeout(limits.header_read_timeout);
+    // No `header_read_timeout` here: see `head_deadline`.
+    let http = hyper::server::conn::http1::Builder::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closing_seen) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -94,20 +94,18 @@ pub async fn serve(
         };
         // Finished connections leave their results here until collected.
         while connections.try_join_next().is_some() {}
+        let activity = Activity::new();
         let service = ConnectionService {
             router: router.clone(),
-            has_requested: Arc::new(AtomicBool::new(false)),
+            activity: activity.clone(),
         };
-        let timer = HeaderTimer::default();
-        let connection = http
-            .clone()
-            .timer(timer.clone())
-            .serve_connection(TokioIo::new(stream), service.clone());
-        let header_read_timeout = limits.header_read_timeout;
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let (watchdog, name_connection) =
+            Watchdog::spawn(activity.clone(), limits.header_read_timeout);
         let mut closing_seen = closing_seen.clone();
-        connections.spawn(async move {
+        let task = connections.spawn(async move {
             let _permit = permit;
-            let _enforced = Enforced::spawn(timer, header_read_timeout);
+            let _watchdog = watchdog;
             tokio::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -120,7 +118,7 @@ pub async fn serve(
             }
             // Nothing to answer on a connection that never delivered a whole
             // request, such as one that sent half a request and stopped.
-            if !service.has_requested.load(Ordering::Relaxed) {
+            if !activity.has_requested() {
                 return;
             }
             // Closes an idle connection; one with a request in flight is
@@ -130,6 +128,7 @@ pub async fn serve(
                 tracing::debug!(%error, "connection ended");
             }
         });
+        let _ = name_connection.send(task);
     }
 
     drop(listener);
@@ -170,24 +169,20 @@ async fn accept_failed(error: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// The router, as hyper calls it for one connection, noting that the
-/// connection has delivered a request.
-#[derive(Clone)]
+/// The router, as hyper calls it for one connection, noting each request's
+/// head and answer for the header read timeout.
 struct ConnectionService {
     router: Router,
-    has_requested: Arc<AtomicBool>,
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response;
     type Error = Infallible;
-    type Future = tower::util::Oneshot<Router, Request<Incoming>>;
+    type Future = Answered<tower::util::Oneshot<Router, Request<Incoming>>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        // Read before written: after the first request, nothing is written.
-        if !self.has_requested.load(Ordering::Relaxed) {
-            self.has_requested.store(true, Ordering::Relaxed);
-        }
-        self.router.clone().oneshot(request)
+        self.activity.head_received();
+        Answered::new(self.router.clone().oneshot(request), self.activity.clone())
     }
 }
