@@ -5,15 +5,15 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::{Error, http, wait};
@@ -40,6 +40,8 @@ pub struct Launch {
     command: Command,
     /// How many stderr lines to keep; `None`: stderr is discarded.
     log_lines: Option<usize>,
+    /// Stdout is read into the same lines as stderr.
+    stdout_too: bool,
 }
 
 impl Launch {
@@ -54,6 +56,7 @@ impl Launch {
             program,
             command,
             log_lines: Some(DEFAULT_LOG_LINES),
+            stdout_too: false,
         }
     }
 
@@ -130,6 +133,13 @@ impl Launch {
         self
     }
 
+    /// Reads stdout into the kept lines too, as it comes (`--help`, or what
+    /// a binary prints before it exits).
+    pub fn capture_stdout(mut self) -> Self {
+        self.stdout_too = true;
+        self
+    }
+
     /// Sends stderr nowhere: no reader thread runs in the caller (the
     /// benchmarks measure the caller's CPU time too).
     pub fn discard_logs(mut self) -> Self {
@@ -139,26 +149,30 @@ impl Launch {
 
     /// Starts the process.
     pub fn spawn(mut self) -> Result<Process, Error> {
-        let stderr = match self.log_lines {
-            Some(_) => Stdio::piped(),
-            None => Stdio::null(),
-        };
+        let piped = |yes: bool| if yes { Stdio::piped() } else { Stdio::null() };
+        self.command
+            .stderr(piped(self.log_lines.is_some()))
+            .stdout(piped(self.stdout_too));
         let spawn_error = |source| Error::Spawn {
             name: self.name.clone(),
             program: self.program.clone(),
             source,
         };
-        let mut child = self.command.stderr(stderr).spawn().map_err(spawn_error)?;
+        let mut child = self.command.spawn().map_err(spawn_error)?;
         let captured = Arc::new(Mutex::new(Captured {
             keep: self.log_lines.unwrap_or(0),
-            closed: self.log_lines.is_none(),
             ..Captured::default()
         }));
-        if let Some(stderr) = child.stderr.take() {
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child.stderr.take().map(|stream| Box::new(stream) as _),
+            child.stdout.take().map(|stream| Box::new(stream) as _),
+        ];
+        for stream in streams.into_iter().flatten() {
+            lock(&captured).open_streams += 1;
             let reader = captured.clone();
             let started = std::thread::Builder::new()
-                .name(format!("{}-stderr", self.name))
-                .spawn(move || read_stderr(stderr, &reader));
+                .name(format!("{}-output", self.name))
+                .spawn(move || read_lines(stream, &reader));
             if let Err(source) = started {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -181,16 +195,16 @@ struct Captured {
     keep: usize,
     /// The first listening address logged.
     address: Option<SocketAddr>,
-    /// Stderr has ended (or is not read).
-    closed: bool,
+    /// Streams still being read.
+    open_streams: usize,
 }
 
 fn lock(captured: &Mutex<Captured>) -> MutexGuard<'_, Captured> {
     captured.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn read_stderr(stderr: ChildStderr, captured: &Mutex<Captured>) {
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+fn read_lines(stream: impl Read, captured: &Mutex<Captured>) {
+    for line in BufReader::new(stream).lines().map_while(Result::ok) {
         let address = instrumentation::server::listening_address(&line);
         let mut captured = lock(captured);
         captured.address = captured.address.or(address);
@@ -201,7 +215,7 @@ fn read_stderr(stderr: ChildStderr, captured: &Mutex<Captured>) {
             captured.lines.push_back(line);
         }
     }
-    lock(captured).closed = true;
+    lock(captured).open_streams -= 1;
 }
 
 /// How [`Process::stop`] ended.
@@ -356,7 +370,12 @@ impl Process {
     }
 
     fn drain_stderr(&self) {
-        wait::until(DRAIN, || lock(&self.captured).closed.then_some(()));
+        wait::until(DRAIN, || self.output_ended());
+    }
+
+    /// `Some` once every captured stream has ended.
+    fn output_ended(&self) -> Option<()> {
+        (lock(&self.captured).open_streams == 0).then_some(())
     }
 
     fn exited_at_start(&mut self) -> Option<Error> {
@@ -400,7 +419,7 @@ impl Process {
 impl Process {
     /// [`wait_listening`](Self::wait_listening) from async code.
     pub async fn wait_listening_async(&mut self, timeout: Duration) -> Result<SocketAddr, Error> {
-        wait::until_async(timeout, async || self.listening_or_exited())
+        wait::until_async(timeout, wait::nothing, |()| self.listening_or_exited())
             .await
             .unwrap_or_else(|| Err(self.not_listening(timeout)))
     }
@@ -413,11 +432,12 @@ impl Process {
         path: &str,
         timeout: Duration,
     ) -> Result<(), Error> {
-        wait::until_async(timeout, async || {
+        let probe = || {
             let path = path.to_owned();
-            let probe = move || http::ok(address, &path, PROBE_TIMEOUT);
-            let ok = tokio::task::spawn_blocking(probe).await.unwrap_or(false);
-            self.ready_or_exited(ok)
+            tokio::task::spawn_blocking(move || http::ok(address, &path, PROBE_TIMEOUT))
+        };
+        wait::until_async(timeout, probe, |ok| {
+            self.ready_or_exited(ok.unwrap_or(false))
         })
         .await
         .unwrap_or_else(|| Err(self.not_ready(timeout)))
@@ -426,10 +446,10 @@ impl Process {
     /// [`wait_exit`](Self::wait_exit) from async code; `Duration::MAX` waits
     /// as long as it takes.
     pub async fn wait_exit_async(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
-        let status = wait::until_async(timeout, async || self.try_exit())
+        let status = wait::until_async(timeout, wait::nothing, |()| self.try_exit())
             .await
             .ok_or_else(|| self.still_running(timeout))?;
-        wait::until_async(DRAIN, async || lock(&self.captured).closed.then_some(())).await;
+        wait::until_async(DRAIN, wait::nothing, |()| self.output_ended()).await;
         Ok(status)
     }
 
@@ -449,8 +469,10 @@ impl Process {
     pub async fn kill_async(&mut self) {
         if self.try_exit().is_none() {
             let _ = self.child.kill();
-            self.exited =
-                wait::until_async(KILL_WAIT, async || self.child.try_wait().ok().flatten()).await;
+            self.exited = wait::until_async(KILL_WAIT, wait::nothing, |()| {
+                self.child.try_wait().ok().flatten()
+            })
+            .await;
         }
     }
 }

@@ -22,13 +22,16 @@ pub(crate) fn until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) 
 }
 
 /// [`until`] for async code: sleeps on the runtime's timer, never blocks it.
-pub(crate) async fn until_async<T>(
+/// Each round awaits `probe()` (which owns what it needs: the future stays
+/// `Send`) and hands its output to `check`.
+pub(crate) async fn until_async<F: Future, T>(
     timeout: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
+    mut probe: impl FnMut() -> F,
+    mut check: impl FnMut(F::Output) -> Option<T>,
 ) -> Option<T> {
     let deadline = Instant::now().checked_add(timeout);
     loop {
-        if let Some(answer) = check().await {
+        if let Some(answer) = check(probe().await) {
             return Some(answer);
         }
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
@@ -36,6 +39,11 @@ pub(crate) async fn until_async<T>(
         }
         tokio::time::sleep(STEP).await;
     }
+}
+
+/// The probe of an [`until_async`] whose check needs nothing awaited.
+pub(crate) fn nothing() -> std::future::Ready<()> {
+    std::future::ready(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,17 @@ fn the_logged_listening_address_is_found() {
 }
 
 #[test]
+fn stdout_can_be_read_with_stderr() {
+    let mut process = sh("echo 'usage: x' >&2; sleep 0.1; echo 'x 1.0'")
+        .capture_stdout()
+        .spawn()
+        .unwrap();
+    let status = process.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    assert_eq!(process.logs(), ["usage: x", "x 1.0"]);
+}
+
+#[test]
 fn an_exit_at_start_is_an_error_with_the_logs() {
     let mut process = sh("echo 'bad flag --x' >&2; exit 2").spawn().unwrap();
     let error = process.wait_listening(Duration::from_secs(10)).unwrap_err();
