@@ -60,7 +60,7 @@ fn ponger(dir: &Path, address: SocketAddr, args: &[&str], envs: &[(&str, &str)])
 
 const ZERO_DELAY: [&str; 4] = ["--latency", "100%0ms", "--success-percent", "100"];
 
-// ---------------------------------------------------------------- item 1
+// -------------------------------------------------- group 1: throughput
 
 /// What one `wrk` run measured (keep-alive HTTP/1.1, 2 threads).
 struct WrkRun {
@@ -283,7 +283,7 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     ]
 }
 
-// ---------------------------------------------------------------- item 3
+// -------------------------------------------------- group 3: schedule: the pinger at a steady rate
 
 /// Cumulative `(le, count)` pairs of a histogram, summed over its series.
 fn buckets(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
@@ -431,7 +431,7 @@ pub fn schedule(dir: &Path, settings: Settings) -> Vec<Figure> {
     ]
 }
 
-// ---------------------------------------------------------------- item 4
+// -------------------------------------------------- group 4: fidelity: injected delays seen in spans
 
 pub fn fidelity(dir: &Path, settings: Settings) -> Vec<Figure> {
     let sink = OtlpSink::start(true);
@@ -582,7 +582,7 @@ pub fn fidelity(dir: &Path, settings: Settings) -> Vec<Figure> {
     figures
 }
 
-// ---------------------------------------------------------------- item 5
+// -------------------------------------------------- group 5: memory
 
 /// Opens `count` connections, each sending one `GET /ping`, and reads every
 /// answer; returns how many were 200.
@@ -801,7 +801,7 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
     figures
 }
 
-// ---------------------------------------------------------------- item 6
+// -------------------------------------------------- group 6: startup
 
 pub fn startup(dir: &Path, settings: Settings) -> Vec<Figure> {
     let mut times = Vec::new();

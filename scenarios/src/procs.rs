@@ -113,7 +113,10 @@ impl Proc {
         path: &str,
         timeout: Duration,
     ) -> Result<(), String> {
-        let ready = self.process.wait_http_ok_async(address, path, timeout).await;
+        let ready = self
+            .process
+            .wait_http_ok_async(address, path, timeout)
+            .await;
         ready.map_err(|error| self.failed(&error))
     }
 
