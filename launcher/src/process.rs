@@ -415,7 +415,9 @@ impl Process {
 }
 
 /// The same waits for async callers: they poll on the runtime's timer and
-/// never block one of its threads for longer than a look at the process.
+/// block one of its threads no longer than a look at the process (and, when
+/// it has exited at start, the moment its last output lines take to arrive,
+/// at most 200 ms).
 impl Process {
     /// [`wait_listening`](Self::wait_listening) from async code.
     pub async fn wait_listening_async(&mut self, timeout: Duration) -> Result<SocketAddr, Error> {
