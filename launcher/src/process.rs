@@ -24,8 +24,9 @@ const DEFAULT_LOG_LINES: usize = 10_000;
 const ERROR_LOG_LINES: usize = 40;
 /// The pipe closes with the process; its reader needs moments to see the end.
 const DRAIN: Duration = Duration::from_millis(200);
-/// One readiness probe; loopback answers in far less.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// One readiness probe may take this long: a probed path may answer late by
+/// design (the benchmarks' `bare-pong` delays `/ping` by 2 s).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A SIGKILLed process is gone at once; this only bounds the reaping.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
