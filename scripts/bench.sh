@@ -26,11 +26,11 @@ mkdir -p "$out"
 cargo build --release --workspace --bins --locked
 
 if [ "$#" -eq 0 ]; then
-  echo "== criterion: instrumentation cost (item 2)"
+  echo "== criterion: instrumentation cost (group 2)"
   cargo bench -p pingpong-bench --bench instrumentation --locked 2>&1 | tee "$out/criterion.txt"
 fi
 
-echo "== harness: items 1 and 3 to 6"
+echo "== harness: throughput, schedule, fidelity, memory, startup (groups 1, 3 to 6)"
 {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -77,6 +77,15 @@ if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]
   cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
 fi
 
+# cargo-machete finds dependencies that no code uses. Compiled from
+# crates.io: about 6 minutes on 2 cores, once per fresh machine; a version
+# already installed is used as it is.
+cargo_machete_version=0.9.2
+if ! cargo machete --version >/dev/null 2>&1; then
+  echo "== installing cargo-machete $cargo_machete_version (crates.io, compiled: about 6 minutes)"
+  cargo install --locked --quiet "cargo-machete@$cargo_machete_version"
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest is absent; scripts/test.sh falls back to cargo test"
 fi

@@ -12,6 +12,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo deny: licences, bans, sources (deny.toml; advisories run in .github/workflows/supply-chain.yml)"
 cargo deny --locked check licenses bans sources
+echo "== cargo machete: no unused dependency (read through cargo metadata, so renamed crates count)"
+cargo machete --with-metadata
 
 echo "== ponger and pinger without their grpc feature (OTLP over HTTP only): clippy, and the exporter settings' tests"
 cargo clippy -p ponger -p pinger --no-default-features --locked -- -D warnings

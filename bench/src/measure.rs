@@ -12,7 +12,7 @@ use testkit::Exposition;
 
 use crate::figures::{Figure, histogram_quantile, median, quantile};
 use crate::otlp_sink::OtlpSink;
-use crate::process::{Process, free_address, get, wait_ok};
+use crate::process::{Process, free_address, get};
 
 /// How long each measurement runs; `quick` is a smoke test of the harness.
 #[derive(Clone, Copy, Debug)]
@@ -55,14 +55,12 @@ fn ponger(dir: &Path, address: SocketAddr, args: &[&str], envs: &[(&str, &str)])
     let listen = address.to_string();
     let mut all = vec!["--listen", &listen];
     all.extend_from_slice(args);
-    let process = Process::start(dir, "ponger", &all, envs);
-    wait_ok(address, "/readyz", WAIT);
-    process
+    Process::start(dir, "ponger", &all, envs).wait_ok(address, "/readyz", WAIT)
 }
 
 const ZERO_DELAY: [&str; 4] = ["--latency", "100%0ms", "--success-percent", "100"];
 
-// ---------------------------------------------------------------- item 1
+// -------------------------------------------------- group 1: throughput
 
 /// What one `wrk` run measured (keep-alive HTTP/1.1, 2 threads).
 struct WrkRun {
@@ -133,8 +131,8 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     let endpoint = sink.endpoint();
     let bare_address = free_address();
     let bare_listen = bare_address.to_string();
-    let bare = Process::start(dir, "bare-pong", &[&bare_listen], &[]);
-    wait_ok(bare_address, "/ping", WAIT);
+    let bare =
+        Process::start(dir, "bare-pong", &[&bare_listen], &[]).wait_ok(bare_address, "/ping", WAIT);
     let unsampled_address = free_address();
     let unsampled = ponger(
         dir,
@@ -285,7 +283,7 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     ]
 }
 
-// ---------------------------------------------------------------- item 3
+// -------------------------------------------------- group 3: schedule: the pinger at a steady rate
 
 /// Cumulative `(le, count)` pairs of a histogram, summed over its series.
 fn buckets(exposition: &Exposition, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
@@ -341,8 +339,7 @@ fn run_pinger(
     let target_url = format!("http://{target}/ping");
     let mut args = vec!["--listen", &listen, "--target", &target_url, "--rate", rate];
     args.extend_from_slice(extra);
-    let mut pinger = Process::start(dir, "pinger", &args, &[]);
-    wait_ok(address, "/healthz", WAIT);
+    let mut pinger = Process::start(dir, "pinger", &args, &[]).wait_ok(address, "/healthz", WAIT);
     std::thread::sleep(Duration::from_secs(2)); // warm-up: connections, allocator
     let before = scrape(address);
     let started = Instant::now();
@@ -434,7 +431,7 @@ pub fn schedule(dir: &Path, settings: Settings) -> Vec<Figure> {
     ]
 }
 
-// ---------------------------------------------------------------- item 4
+// -------------------------------------------------- group 4: fidelity: injected delays seen in spans
 
 pub fn fidelity(dir: &Path, settings: Settings) -> Vec<Figure> {
     let sink = OtlpSink::start(true);
@@ -585,7 +582,7 @@ pub fn fidelity(dir: &Path, settings: Settings) -> Vec<Figure> {
     figures
 }
 
-// ---------------------------------------------------------------- item 5
+// -------------------------------------------------- group 5: memory
 
 /// Opens `count` connections, each sending one `GET /ping`, and reads every
 /// answer; returns how many were 200.
@@ -639,9 +636,10 @@ fn peak_under_load(process: &Process, address: SocketAddr, ponger: bool) -> (f64
                 peak_rss = peak_rss.max(crate::process::rss_bytes(pid));
                 if ponger {
                     if let Some((200, body)) = get(address, "/metrics", Duration::from_secs(2)) {
-                        let page = Exposition::parse(String::new(), body);
-                        peak_in_flight = peak_in_flight
-                            .max(page.sum("http_requests_in_flight", &[("handler", "/ping")]));
+                        if let Ok(page) = Exposition::parse(String::new(), body) {
+                            peak_in_flight = peak_in_flight
+                                .max(page.sum("http_requests_in_flight", &[("handler", "/ping")]));
+                        }
                     }
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -700,8 +698,11 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
     drop(unsampled);
     let bare_address = free_address();
     let bare_listen = bare_address.to_string();
-    let bare = Process::start(dir, "bare-pong", &[&bare_listen, "2000"], &[]);
-    wait_ok(bare_address, "/ping", WAIT);
+    let bare = Process::start(dir, "bare-pong", &[&bare_listen, "2000"], &[]).wait_ok(
+        bare_address,
+        "/ping",
+        WAIT,
+    );
     let bare_idle = bare.rss_bytes() as f64 / MIB;
     let (bare_peak, _, bare_ok) = peak_under_load(&bare, bare_address, false);
     drop(bare);
@@ -748,8 +749,8 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
             "pinger",
             &["--listen", &listen, "--target", &url, "--rate", "1000"],
             &[],
-        );
-        wait_ok(address, "/healthz", WAIT);
+        )
+        .wait_ok(address, "/healthz", WAIT);
         (process, address)
     };
     let pingers = [
@@ -800,7 +801,7 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
     figures
 }
 
-// ---------------------------------------------------------------- item 6
+// -------------------------------------------------- group 6: startup
 
 pub fn startup(dir: &Path, settings: Settings) -> Vec<Figure> {
     let mut times = Vec::new();

@@ -1,67 +1,54 @@
-//! The workspace's release binaries as child processes, and small loopback
-//! HTTP helpers that cost the measured process as little as possible.
+//! The workspace's release binaries as child processes, started by the
+//! launcher, and what the benchmarks read of a process: resident memory and
+//! CPU time. Loopback requests that must cost the measured process as little
+//! as possible are the launcher's [`get`].
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// A running binary, killed when dropped.
-pub struct Process {
-    pub name: String,
-    pub child: Child,
-}
+use launcher::process::Signal;
+use launcher::{Launch, Process as Child};
+
+pub use launcher::http::get;
+
+/// A running binary, killed when dropped. Its logs are discarded: reading
+/// them would cost the harness, whose CPU time is measured too.
+pub struct Process(Child);
 
 impl Process {
     /// Starts `dir/name` with `args` and `envs`; `OTEL_*`, `PONGER_*` and
     /// `PINGER_*` from the harness's environment are not passed on.
     pub fn start(dir: &Path, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        Self::try_start(dir, name, args, envs)
-            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"))
+        let child = Launch::workspace_binary(name, dir.join(name))
+            .args(args)
+            .envs(envs.iter().copied())
+            .discard_logs()
+            .spawn()
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self(child)
     }
 
-    pub fn try_start(
-        dir: &Path,
-        name: &str,
-        args: &[&str],
-        envs: &[(&str, &str)],
-    ) -> std::io::Result<Self> {
-        let mut command = Command::new(dir.join(name));
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("OTEL_") || key.starts_with("PONGER_") || key.starts_with("PINGER_")
-            {
-                command.env_remove(key);
-            }
-        }
-        command.env("RUST_LOG", "info").envs(envs.iter().copied());
-        Ok(Self {
-            name: name.to_owned(),
-            child: command.spawn()?,
-        })
+    /// Waits until `GET path` on `address` answers 200, or panics after
+    /// `timeout` (or at once if the process exits).
+    pub fn wait_ok(self, address: SocketAddr, path: &str, timeout: Duration) -> Self {
+        let mut process = self;
+        process
+            .0
+            .wait_http_ok(address, path, timeout)
+            .unwrap_or_else(|error| panic!("{error}"));
+        process
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit.
     pub fn terminate(&mut self, timeout: Duration) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let _ = self.0.signal(Signal::SIGTERM);
+        let _ = self.0.wait_exit(timeout);
     }
 
     /// Resident set size in bytes (`VmRSS`).
@@ -72,13 +59,6 @@ impl Process {
     /// User plus system CPU time in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds(self.pid())
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -153,60 +133,17 @@ fn clock_ticks_per_second() -> f64 {
 
 /// A loopback address with a port free right now.
 pub fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local address")
-}
-
-/// One `GET` over a fresh connection: the status code and the body, or `None`
-/// when there is no (complete) answer.
-pub fn get(address: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.set_nodelay(true).ok()?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())?;
-    Some((status, body))
-}
-
-/// Waits until `GET path` answers 200, or panics after `timeout`.
-pub fn wait_ok(address: SocketAddr, path: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some((200, _)) = get(address, path, Duration::from_secs(5)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{address}{path} never answered 200"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    launcher::free_loopback_address().expect("a free loopback port")
 }
 
 /// Where the release binaries are: beside this harness.
 pub fn binary_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the harness knows its own path");
-    let dir = exe
-        .parent()
-        .expect("the harness is in a directory")
-        .to_path_buf();
-    for name in ["ponger", "pinger", "bare-pong"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{} is missing: run `cargo build --release --workspace --bins` (scripts/bench.sh does)",
-            dir.join(name).display()
-        );
-    }
-    dir
+    let paths = ["ponger", "pinger", "bare-pong"].map(|name| {
+        launcher::built_binary(name).unwrap_or_else(|error| {
+            panic!(
+                "{error}: run `cargo build --release --workspace --bins` (scripts/bench.sh does)"
+            )
+        })
+    });
+    paths[0].parent().map(Path::to_path_buf).unwrap_or_default()
 }

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::analysis::scaled;
 use crate::plan::{go_duration, parse_duration};
 use crate::procs::Proc;
+use launcher::prometheus::sample_value;
 use rollout_model::Input;
 
 /// A pod as Kubernetes discovery would present it.
@@ -227,61 +228,28 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
+    /// Starts Prometheus with `config` (its TSDB in `dir`) and waits until it
+    /// is ready.
     pub async fn start(executable: &Path, dir: &Path, config: &Value) -> Result<Self, String> {
-        let config_path = dir.join("prometheus.yml");
-        std::fs::write(
-            &config_path,
-            serde_json::to_string_pretty(config).unwrap_or_default(),
+        let config = serde_json::to_string_pretty(config).unwrap_or_default();
+        let (launch, address) = launcher::prometheus::launch(executable, dir, &config)
+            .map_err(|error| error.to_string())?;
+        let mut proc = Proc::start(launch)?;
+        proc.wait_http_ok(
+            address,
+            launcher::prometheus::READY_PATH,
+            launcher::prometheus::READY_TIMEOUT,
         )
-        .map_err(|error| format!("cannot write {}: {error}", config_path.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map_err(|error| format!("no free loopback port: {error}"))?
-            .port();
-        let args = vec![
-            format!("--config.file={}", config_path.display()),
-            format!("--storage.tsdb.path={}", dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--enable-feature=exemplar-storage".to_owned(),
-            "--log.level=warn".to_owned(),
-        ];
-        let proc = Proc::spawn("prometheus", executable, &args, &[], false).await?;
+        .await?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .build()
             .map_err(|error| error.to_string())?;
-        let mut prometheus = Self {
+        Ok(Self {
             proc,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{address}"),
             client,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = prometheus.proc.try_exited() {
-                return Err(format!(
-                    "Prometheus exited at start ({status}):\n{}",
-                    prometheus.proc.log_tail()
-                ));
-            }
-            let ready = prometheus
-                .client
-                .get(format!("{}/-/ready", prometheus.base))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
-                return Ok(prometheus);
-            }
-            if tokio::time::Instant::now() > deadline {
-                prometheus.proc.kill().await;
-                return Err(format!(
-                    "Prometheus was not ready within 30 s:\n{}",
-                    prometheus.proc.log_tail()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
     }
 
     /// An instant query, converted as Argo Rollouts' Prometheus provider does.
@@ -298,14 +266,8 @@ impl Prometheus {
             .json()
             .await
             .map_err(|error| format!("Prometheus answered no JSON: {error}"))?;
-        if body["status"] != "success" {
-            return Err(format!(
-                "Prometheus query error: {} {}",
-                body["errorType"].as_str().unwrap_or_default(),
-                body["error"].as_str().unwrap_or_default()
-            ));
-        }
-        let data = &body["data"];
+        let data = launcher::prometheus::api_data(body)
+            .map_err(|error| format!("Prometheus query error: {error}"))?;
         match data["resultType"].as_str() {
             Some("vector") => {
                 let values: Vec<f64> = data["result"]
@@ -313,7 +275,7 @@ impl Prometheus {
                     .cloned()
                     .unwrap_or_default()
                     .iter()
-                    .map(|sample| parse_sample_value(&sample["value"][1]))
+                    .map(|sample| sample_value(&sample["value"][1]))
                     .collect();
                 let text = format!(
                     "[{}]",
@@ -326,7 +288,7 @@ impl Prometheus {
                 Ok((Input::Vector(values), text))
             }
             Some("scalar") => {
-                let value = parse_sample_value(&data["result"][1]);
+                let value = sample_value(&data["result"][1]);
                 Ok((Input::Scalar(value), format_value(value)))
             }
             other => Err(format!(
@@ -345,15 +307,6 @@ impl Prometheus {
             Ok((Input::Vector(values), _)) => values.first().copied().unwrap_or(0.0) as usize,
             _ => 0,
         }
-    }
-}
-
-fn parse_sample_value(value: &Value) -> f64 {
-    match value.as_str().unwrap_or("NaN") {
-        "NaN" => f64::NAN,
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other.parse().unwrap_or(f64::NAN),
     }
 }
 

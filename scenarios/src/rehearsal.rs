@@ -723,24 +723,12 @@ impl World {
             return codes;
         };
         let text = response.text().await.unwrap_or_default();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("http_client_requests_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.split_once("} ") else {
-                continue;
-            };
-            let code = labels
-                .split(',')
-                .find_map(|pair| pair.trim().strip_prefix("code=\""))
-                .map(|code| code.trim_end_matches('"').to_owned())
-                .unwrap_or_default();
-            let value: f64 = value
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            *codes.entry(code).or_insert(0) += value as u64;
+        let Ok(page) = launcher::Exposition::parse(String::new(), text) else {
+            return codes;
+        };
+        for sample in page.find("http_client_requests_total", &[]) {
+            let code = sample.labels.get("code").cloned().unwrap_or_default();
+            *codes.entry(code).or_insert(0) += sample.value as u64;
         }
         codes
     }

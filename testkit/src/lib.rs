@@ -1,14 +1,17 @@
 //! Test support for the workspace's integration tests: everything here is
 //! real and runs on loopback.
 //!
-//! - [`Service`]: one of the workspace's binaries, started as a child process.
-//! - [`Prometheus`]: Debian's `prometheus`, started with exemplar storage on.
+//! - [`Service`]: one of the workspace's binaries, started as a child process
+//!   by the `launcher` crate (which the benchmarks and the rehearsal use too).
+//! - [`Prometheus`]: Debian's `prometheus`, started by the launcher with
+//!   exemplar storage on.
 //! - [`OtlpReceiver`]: an OTLP trace receiver (HTTP/protobuf or gRPC, plain or TLS).
 //! - [`TestPki`]: a CA and certificates made for one test.
-//! - [`exposition`]: a small reader for `/metrics` pages, for assertions.
+//! - [`exposition`]: `/metrics` pages scraped and read, for assertions.
 //!
-//! The API is blocking (tests are plain `#[test]` functions); the OTLP
-//! receiver runs its own runtime on a background thread.
+//! The API is blocking (tests are plain `#[test]` functions) and panics on
+//! failure, which fails the test; the OTLP receiver runs its own runtime on a
+//! background thread.
 
 pub mod background;
 pub mod exposition;

@@ -1,8 +1,8 @@
-//! A real Prometheus server (Debian's `prometheus` package), started with
-//! exemplar storage on, scraping what the test asks it to.
+//! A real Prometheus server (Debian's `prometheus` package), started by the
+//! launcher with exemplar storage and the remote-write receiver on, scraping
+//! what the test asks it to.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -10,9 +10,9 @@ use serde_json::Value;
 /// The `prometheus` executable on PATH. Panics, naming how to install it,
 /// when it is absent: tests that need it must fail, not pass by skipping.
 pub fn executable() -> PathBuf {
-    which::which("prometheus").unwrap_or_else(|_| {
+    launcher::on_path("prometheus").unwrap_or_else(|error| {
         panic!(
-            "prometheus is not on PATH; install Debian's package (apt-get install prometheus) \
+            "{error}; install Debian's package (apt-get install prometheus) \
                  or run scripts/test.sh, which installs it"
         )
     })
@@ -20,7 +20,8 @@ pub fn executable() -> PathBuf {
 
 /// A running Prometheus; killed when dropped.
 pub struct Prometheus {
-    child: Child,
+    // Stopped (killed) when dropped.
+    _server: launcher::Prometheus,
     base: String,
     // Holds the config and the TSDB until the server is gone.
     _dir: tempfile::TempDir,
@@ -37,50 +38,22 @@ impl Prometheus {
 
     /// Starts Prometheus with a whole `prometheus.yml` (rule files included),
     /// exemplar storage and the remote-write receiver on, and waits until ready.
-    /// Its log is kept beside the TSDB and shown if it never gets ready.
+    /// Its last log lines are shown if it never gets ready.
     pub fn start_with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let log_path = dir.path().join("prometheus.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let child = Command::new(executable())
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=exemplar-storage")
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let prometheus = Self {
-            child,
-            base,
+        let server = launcher::prometheus::launch(&executable(), dir.path(), config)
+            .and_then(|(launch, address)| {
+                launcher::Prometheus::start(
+                    launch.arg("--web.enable-remote-write-receiver"),
+                    address,
+                )
+            })
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self {
+            base: server.base_url(),
+            _server: server,
             _dir: dir,
-        };
-        let client = crate::http_client();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !client
-            .get(format!("{}/-/ready", prometheus.base))
-            .send()
-            .is_ok_and(|response| response.status().is_success())
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "Prometheus did not get ready; its log:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        prometheus
     }
 
     pub fn base_url(&self) -> &str {
@@ -100,12 +73,7 @@ impl Prometheus {
 
     /// `data` of an API call: `Err` with Prometheus' error when it failed.
     pub fn try_api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
-        let body = self.api(path, params);
-        if body["status"] == "success" {
-            Ok(body["data"].clone())
-        } else {
-            Err(format!("{}: {}", body["errorType"], body["error"]))
-        }
+        launcher::prometheus::api_data(self.api(path, params)).map_err(|error| error.to_string())
     }
 
     /// An instant query: `Ok(data.result)` or `Err(error message)`.
@@ -125,10 +93,7 @@ impl Prometheus {
     pub fn query_values(&self, promql: &str) -> Vec<f64> {
         self.query(promql)
             .iter()
-            .map(|sample| {
-                let text = sample["value"][1].as_str().expect("sample value");
-                text.parse().unwrap_or_else(|_| panic!("value {text}"))
-            })
+            .map(|sample| launcher::prometheus::sample_value(&sample["value"][1]))
             .collect()
     }
 
@@ -190,17 +155,9 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
+    launcher::free_loopback_address()
         .expect("a free loopback port")
+        .port()
 }

@@ -1,91 +1,45 @@
-//! The workspace's binaries as child processes.
+//! The workspace's binaries as child processes, through the launcher; a
+//! failure to start, get ready or stop fails the test.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use launcher::{Launch, Process};
+
+/// How long a binary may take to log its listening address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The path of a workspace binary built beside the running test
 /// (`target/<profile>/<name>`). Panics with the command to run when missing.
 pub fn binary(name: &str) -> PathBuf {
-    let test_executable = std::env::current_exe().expect("the test knows its own path");
-    // Test executables live in target/<profile>/deps/.
-    let profile_dir = test_executable
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable is inside target/<profile>/deps");
-    let path = profile_dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --workspace --bins` (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    launcher::built_binary(name).unwrap_or_else(|error| {
+        panic!("{error}: build it with `cargo build --workspace --bins` (scripts/test.sh does)")
+    })
 }
 
 /// A running binary. Its stderr (JSON log lines) is collected; it is killed
 /// when dropped.
 pub struct Service {
-    name: String,
-    child: Child,
+    process: Process,
     address: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Service {
-    /// Starts `name` with `args` and `envs` (`OTEL_*` and `RUST_LOG` from the
-    /// test's own environment are removed first) and waits until it logs the
-    /// address it listens on.
+    /// Starts `name` with `args` and `envs` (`OTEL_*`, `PONGER_*` and
+    /// `PINGER_*` from the test's own environment are not passed on; it logs
+    /// at `info`) and waits until it logs the address it listens on.
     pub fn start(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(binary(name));
-        command
+        let mut process = Launch::workspace_binary(name, binary(name))
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("OTEL_") || key.starts_with("PONGER_") || key.starts_with("PINGER_")
-            {
-                command.env_remove(key);
-            }
-        }
-        command.env("RUST_LOG", "info");
-        command.envs(envs.iter().copied());
-        let mut child = command
+            .envs(envs.iter().copied())
             .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (address_sender, address_receiver) = mpsc::channel();
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(address) = instrumentation::server::listening_address(&line) {
-                        let _ = address_sender.send(address);
-                    }
-                    logs.lock().expect("log lock").push(line);
-                }
-            });
-        }
-        let address = match address_receiver.recv_timeout(Duration::from_secs(20)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "{name} did not report a listen address; its stderr:\n{}",
-                    logs.lock().expect("log lock").join("\n")
-                );
-            }
-        };
-        Self {
-            name: name.to_owned(),
-            child,
-            address,
-            logs,
-        }
+            .unwrap_or_else(|error| panic!("{error}"));
+        let address = process
+            .wait_listening(START_TIMEOUT)
+            .unwrap_or_else(|error| panic!("{error}"));
+        Self { process, address }
     }
 
     /// A ponger on a free loopback port; `args` follow `--listen 127.0.0.1:0`.
@@ -120,71 +74,44 @@ impl Service {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Every stderr line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().expect("log lock").clone()
+        self.process.logs()
     }
 
     /// Sends SIGTERM, as Kubernetes does when it retires a pod.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {} failed", self.name);
+        self.process
+            .signal(launcher::process::Signal::SIGTERM)
+            .unwrap_or_else(|error| panic!("{error}"));
     }
 
-    /// Waits for the process to exit, or panics after `timeout`.
+    /// Waits for the process to exit (its last log lines read), or panics
+    /// after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the log reader drain the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("{} did not exit within {timeout:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process
+            .wait_exit(timeout)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 }
 
 /// Runs a binary that is expected to exit by itself (bad flags, `--help`):
-/// its exit status and stderr. Panics if it is still running after 10 s.
+/// its exit status and its stderr and stdout lines. Panics if it is still
+/// running after 10 s.
 pub fn run_to_exit(name: &str, args: &[&str], envs: &[(&str, &str)]) -> (ExitStatus, String) {
-    let mut child = Command::new(binary(name))
+    let mut process = Launch::new(name, binary(name))
         .args(args)
         .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .capture_stdout()
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {name}: {error}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name} {args:?} kept running; expected it to exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
-    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stdout));
-    (output.status, text)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let status = process
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{name} {args:?} kept running; expected it to exit"));
+    (status, process.logs().join("\n"))
 }
 
 /// Asserts that `name args` (with `envs`) exits with status 2 and exactly one
