@@ -39,12 +39,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use instrumentation::Instrumentation;
 use instrumentation::exposition::{Format, encode};
 use instrumentation::metrics::{
     HttpServerMetrics, ProcessCollector, ServerLabels, TraceExemplar, register_build_info,
 };
 use instrumentation::server::{Tracing, instrument_routes};
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::trace::Sampler;
 use prometheus_client::registry::Registry;
 
 struct CountingAllocator;
@@ -90,14 +92,13 @@ fn span_context(sampled: bool) -> SpanContext {
 /// The metric work of the server middleware for one request.
 fn record_request(
     metrics: &HttpServerMetrics,
-    route: &str,
+    route: &'static str,
     status: u16,
     span_context: &SpanContext,
 ) {
-    let handler = instrumentation::metrics::handler_label(route);
-    let in_flight = metrics.start(handler.clone());
+    let in_flight = metrics.start(route);
     let labels = ServerLabels {
-        handler,
+        handler: Cow::Borrowed(route),
         method: Cow::Borrowed("GET"),
         code: instrumentation::metrics::status_label(status),
     };
@@ -252,12 +253,16 @@ fn benches(c: &mut Criterion) {
 /// `/readyz`, both instrumented, handlers answering at once.
 fn instrumented_router() -> axum::Router {
     use axum::routing::get;
+    // The default sampler (parentbased_always_on) samples every new trace.
+    let instrumentation =
+        Instrumentation::unexported(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     let metrics = HttpServerMetrics::register(&mut Registry::default());
     let pings = axum::Router::new().route("/ping", get(|| async { "pong\n" }));
     let probes = axum::Router::new().route("/readyz", get(|| async { "ready\n" }));
-    instrument_routes(pings, metrics.clone(), Tracing::Traced).merge(instrument_routes(
+    instrument_routes(pings, &instrumentation, &metrics, Tracing::Traced).merge(instrument_routes(
         probes,
-        metrics,
+        &instrumentation,
+        &metrics,
         Tracing::Untraced,
     ))
 }
