@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
-/// An attribute of a [`child_span`].
+/// An attribute of a [`Instrumentation::child_span`].
 pub use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
@@ -276,7 +276,7 @@ fn start_decided<T>(start: impl FnOnce() -> T) -> T {
 
 /// The tracer provider's sampler: the configured one, except for the spans
 /// this module starts after deciding to sample them (request spans, after
-/// [`decide`]; child spans, of a sampled parent). For a root span the SDK
+/// [`Instrumentation::decide`]; child spans, of a sampled parent). For a root span the SDK
 /// draws a trace ID of its own; asking a ratio sampler again about that one
 /// would sample only ratio² of the requests, and its children might disagree.
 #[derive(Clone, Debug)]
