@@ -9,6 +9,13 @@
 //! `record/unsampled_while_another_core_records` and `record_contention/*`
 //! show what recording into the same series from several threads costs.
 //!
+//! `serve/*` sends one request through an instrumented axum router, in
+//! process (no socket): the whole server layer, and axum's per-request work
+//! around it (it clones a route's service for every request). `untraced` is a
+//! probe's route, `sampled` a ping's with its span (exported nowhere);
+//! `untraced_while_another_core_serves` adds a second thread serving through
+//! the same router, which shows what every core writing the same memory costs.
+//!
 //! `encode/*` encodes the ponger's default page: the same registry (server
 //! metrics, build info, process collector) holding the series a running ponger
 //! has after serving pings (200 and 500, with exemplars), scrapes and probes.
@@ -18,6 +25,11 @@
 //!
 //! Run: `cargo bench -p pingpong-bench --bench instrumentation`
 //! (`-- --test` runs each benchmark once, as a smoke test).
+//!
+//! Instructions per request, with callgrind: with `SERVE_REQUESTS=<n>` set the
+//! benchmark only sends n untraced and n sampled requests through the router
+//! and exits; the difference between two runs (say n = 1,000 and 11,000)
+//! divided by the difference in n is the cost of one of each.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
@@ -27,11 +39,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use instrumentation::Instrumentation;
 use instrumentation::exposition::{Format, encode};
 use instrumentation::metrics::{
     HttpServerMetrics, ProcessCollector, ServerLabels, TraceExemplar, register_build_info,
 };
+use instrumentation::server::{Tracing, instrument_routes};
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::trace::Sampler;
 use prometheus_client::registry::Registry;
 
 struct CountingAllocator;
@@ -77,14 +92,13 @@ fn span_context(sampled: bool) -> SpanContext {
 /// The metric work of the server middleware for one request.
 fn record_request(
     metrics: &HttpServerMetrics,
-    route: &str,
+    route: &'static str,
     status: u16,
     span_context: &SpanContext,
 ) {
-    let handler = instrumentation::metrics::handler_label(route);
-    let in_flight = metrics.start(handler.clone());
+    let in_flight = metrics.start(route);
     let labels = ServerLabels {
-        handler,
+        handler: Cow::Borrowed(route),
         method: Cow::Borrowed("GET"),
         code: instrumentation::metrics::status_label(status),
     };
@@ -235,12 +249,89 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// A router as the ponger builds one: a traced `/ping` and an untraced
+/// `/readyz`, both instrumented, handlers answering at once.
+fn instrumented_router() -> axum::Router {
+    use axum::routing::get;
+    // The default sampler (parentbased_always_on) samples every new trace.
+    let instrumentation =
+        Instrumentation::unexported(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let metrics = HttpServerMetrics::register(&mut Registry::default());
+    let pings = axum::Router::new().route("/ping", get(|| async { "pong\n" }));
+    let probes = axum::Router::new().route("/readyz", get(|| async { "ready\n" }));
+    instrument_routes(pings, &instrumentation, &metrics, Tracing::Traced).merge(instrument_routes(
+        probes,
+        &instrumentation,
+        &metrics,
+        Tracing::Untraced,
+    ))
+}
+
+/// Sends one GET through `router` as hyper would hand it over, and drops the
+/// response. The handlers never wait, so one poll finishes the request.
+fn serve_once(router: &mut axum::Router, path: &'static str) {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tower::Service;
+    let request = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap_or_default();
+    let mut context = Context::from_waker(Waker::noop());
+    type Request = axum::http::Request<axum::body::Body>;
+    if <axum::Router as Service<Request>>::poll_ready(router, &mut context).is_ready() {
+        let response = std::pin::pin!(router.call(request)).poll(&mut context);
+        assert!(matches!(response, Poll::Ready(Ok(ref answer)) if answer.status() == 200));
+    }
+}
+
+fn serve_benches(c: &mut Criterion) {
+    let router = instrumented_router();
+    let mut own = router.clone();
+    c.bench_function("serve/untraced", |b| {
+        b.iter(|| serve_once(&mut own, black_box("/readyz")))
+    });
+    c.bench_function("serve/sampled", |b| {
+        b.iter(|| serve_once(&mut own, black_box("/ping")))
+    });
+    let busy = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let mut other = router.clone();
+        let busy = &busy;
+        scope.spawn(move || {
+            while busy.load(Ordering::Relaxed) {
+                serve_once(&mut other, black_box("/readyz"));
+            }
+        });
+        c.bench_function("serve/untraced_while_another_core_serves", |b| {
+            b.iter(|| serve_once(&mut own, black_box("/readyz")))
+        });
+        busy.store(false, Ordering::Relaxed);
+    });
+}
+
+/// `SERVE_REQUESTS`: see the module's documentation.
+fn serve_only(requests: u64) {
+    let mut router = instrumented_router();
+    for _ in 0..requests {
+        serve_once(&mut router, black_box("/readyz"));
+        serve_once(&mut router, black_box("/ping"));
+    }
+}
+
 fn main() {
+    if let Some(requests) = std::env::var("SERVE_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        serve_only(requests);
+        return;
+    }
     report_allocations();
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     benches(&mut criterion);
+    serve_benches(&mut criterion);
     criterion.final_summary();
 }

@@ -1,14 +1,14 @@
 //! Client-side request instrumentation around reqwest.
 
-use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 
 use crate::http_method::{method_label, span_name_method};
-use crate::metrics::{ClientLabels, HttpClientMetrics, Outcome, TraceExemplar};
-use crate::telemetry::RequestTrace;
+use crate::metrics::{HttpClientMetrics, Outcome, TraceExemplar};
+use crate::telemetry::{Instrumentation, RequestTrace};
 
 /// The method of every request this client sends.
 const METHOD: http::Method = http::Method::GET;
@@ -25,65 +25,81 @@ pub struct ClientResponse {
 }
 
 /// Sends requests to one logical target service, each as the root span of a
-/// new trace, and records `http_client_*` metrics for it.
+/// new trace made by the service's [`Instrumentation`], and records
+/// `http_client_*` metrics for it.
+///
+/// A clone (one per request, for a task of its own) copies one pointer.
 #[derive(Clone, Debug)]
-pub struct InstrumentedClient {
+pub struct InstrumentedClient(Arc<ClientParts>);
+
+#[derive(Debug)]
+struct ClientParts {
     client: reqwest::Client,
+    instrumentation: Instrumentation,
     metrics: HttpClientMetrics,
-    target: Cow<'static, str>,
+    target: String,
 }
 
 impl InstrumentedClient {
     /// `target` is the service's name used as the `target` label; the
     /// client's own timeout bounds each request, body included.
-    pub fn new(client: reqwest::Client, metrics: HttpClientMetrics, target: String) -> Self {
-        Self {
+    pub fn new(
+        client: reqwest::Client,
+        instrumentation: &Instrumentation,
+        metrics: HttpClientMetrics,
+        target: String,
+    ) -> Self {
+        Self(Arc::new(ClientParts {
             client,
+            instrumentation: instrumentation.clone(),
             metrics,
-            target: Cow::Owned(target),
-        }
+            target,
+        }))
     }
 
     /// GETs `url` and reads the whole body. Never fails: a missing or broken
     /// response is an [`Outcome`] like any status code, counted and timed.
     pub async fn get(&self, url: &reqwest::Url) -> ClientResponse {
+        let ClientParts {
+            client,
+            instrumentation,
+            metrics,
+            target,
+        } = &*self.0;
         // Each request starts a new trace, unless the sampler drops it: then it
         // gets no span, and its trace context (flags 00) tells the server so.
-        let (span, context) = match crate::telemetry::decide(
-            opentelemetry::Context::new(),
-            SpanKind::Client,
-            &self.target,
-        ) {
-            RequestTrace::Unsampled(span_context) => (
-                None,
-                opentelemetry::Context::new().with_remote_span_context(span_context),
-            ),
-            RequestTrace::Sampled(parent) => {
-                let span = crate::telemetry::start_request_span(
-                    &parent,
-                    SpanKind::Client,
-                    format!("{} {}", span_name_method(&METHOD), self.target),
-                    vec![
-                        KeyValue::new("http.request.method", method_label(&METHOD)),
-                        KeyValue::new("url.full", crate::redact::redact_url(url).to_string()),
-                        KeyValue::new(
-                            "server.address",
-                            url.host_str().unwrap_or_default().to_owned(),
-                        ),
-                    ],
-                );
-                (Some(span.clone()), span)
-            }
-        };
+        let (span, context) =
+            match instrumentation.decide(opentelemetry::Context::new(), SpanKind::Client, target) {
+                RequestTrace::Unsampled(span_context) => (
+                    None,
+                    opentelemetry::Context::new().with_remote_span_context(span_context),
+                ),
+                RequestTrace::Sampled(parent) => {
+                    let span = instrumentation.start_request_span(
+                        &parent,
+                        SpanKind::Client,
+                        format!("{} {}", span_name_method(&METHOD), target),
+                        vec![
+                            KeyValue::new("http.request.method", method_label(&METHOD)),
+                            KeyValue::new("url.full", crate::redact::redact_url(url).to_string()),
+                            KeyValue::new(
+                                "server.address",
+                                url.host_str().unwrap_or_default().to_owned(),
+                            ),
+                        ],
+                    );
+                    (Some(span.clone()), span)
+                }
+            };
         let span_context = context.span().span_context().clone();
         let trace_id = span_context.is_valid().then(|| span_context.trace_id());
 
-        let mut request = self.client.request(METHOD, url.clone());
+        let mut request = client.request(METHOD, url.clone());
         let mut headers = http::HeaderMap::new();
-        crate::telemetry::inject_context(&context, &mut headers);
+        instrumentation.inject_context(&context, &mut headers);
         request = request.headers(headers);
 
-        let _in_flight = self.metrics.start(self.target.clone());
+        let _in_flight = metrics.start(target);
         let started = Instant::now();
         let result = async {
             let response = request.send().await?;
@@ -116,13 +132,13 @@ impl InstrumentedClient {
             crate::telemetry::end_request_span(&span, attribute, !outcome.is_success());
         }
 
-        let labels = ClientLabels {
-            target: self.target.clone(),
-            method: Cow::Borrowed(method_label(&METHOD)),
-            code: outcome.label(),
-        };
-        self.metrics
-            .record(&labels, elapsed, TraceExemplar::for_span(&span_context));
+        metrics.record(
+            target,
+            method_label(&METHOD),
+            outcome,
+            elapsed,
+            TraceExemplar::for_span(&span_context),
+        );
         ClientResponse {
             outcome,
             elapsed,

@@ -1,5 +1,14 @@
 //! HTTP instrumentation shared by the ponger and the pinger.
 //!
+//! Set up once, in `main`: [`telemetry::init`] (or [`telemetry::run_service`])
+//! installs the logger and builds the service's tracer, and returns the
+//! [`Instrumentation`] handle to pass down. The server layer
+//! ([`server::instrument_routes`]) and the client
+//! ([`client::InstrumentedClient`]) take it, with the metric families
+//! ([`metrics::HttpServerMetrics`], [`metrics::HttpClientMetrics`]) registered
+//! in the service's registry, explicitly; nothing reads a process-wide tracer,
+//! sampler or propagator, and a second set-up is an error.
+//!
 //! - [`metrics`]: the metric contract (server and client request counters, latency
 //!   histograms carrying trace exemplars, in-flight gauges, build info, process metrics).
 //! - [`exposition`]: the `/metrics` endpoint, negotiating OpenMetrics (with exemplars)
@@ -35,6 +44,8 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
+
+pub use telemetry::Instrumentation;
 
 /// The source revision baked in at build time (`BUILD_REVISION`, which the
 /// Dockerfile passes from `docker buildx bake`'s `REVISION`), or `unknown`.

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::{Duration, SystemTime};
 
 use std::fmt::Write as _;
@@ -103,40 +104,6 @@ impl Outcome {
         matches!(self, Outcome::Status(code) if code < 400)
     }
 }
-
-/// The `handler` label for a matched route template.
-///
-/// Each distinct template is copied once and kept for the life of the
-/// process, so that recording a request allocates nothing. Route templates
-/// (never raw paths) are few and fixed by the router, so this is bounded.
-pub fn handler_label(route: &str) -> Cow<'static, str> {
-    // Slots rather than a locked list, for the reason given at `SeriesCache`.
-    static ROUTES: [OnceLock<&'static str>; MAX_INTERNED_ROUTES] =
-        [const { OnceLock::new() }; MAX_INTERNED_ROUTES];
-    static FILLING: Mutex<()> = Mutex::new(());
-    let find = || {
-        ROUTES
-            .iter()
-            .map_while(OnceLock::get)
-            .copied()
-            .find(|known| *known == route)
-    };
-    if let Some(known) = find() {
-        return Cow::Borrowed(known);
-    }
-    let _filling = FILLING.lock();
-    if let Some(known) = find() {
-        return Cow::Borrowed(known);
-    }
-    // A safety net for a router with an unexpected number of routes: beyond it,
-    // labels are allocated per request as any other string would be.
-    let Some(slot) = ROUTES.iter().find(|slot| slot.get().is_none()) else {
-        return Cow::Owned(route.to_owned());
-    };
-    Cow::Borrowed(slot.get_or_init(|| Box::leak(route.to_owned().into_boxed_str())))
-}
-
-const MAX_INTERNED_ROUTES: usize = 256;
 
 /// The `code` label for a status code: a static string for the usual codes,
 /// so that recording a request allocates nothing.
@@ -344,6 +311,13 @@ struct SeriesCache<K, V> {
 
 const MAX_CACHED_SERIES: usize = 64;
 
+/// A key's value in a [`SeriesCache`]: in its slot, or made but not cached
+/// (every slot is taken).
+enum CacheEntry<'a, K, V> {
+    Cached(usize, &'a V),
+    Uncached(K, V),
+}
+
 impl<K: Eq, V> SeriesCache<K, V> {
     fn new() -> Self {
         Self {
@@ -352,32 +326,56 @@ impl<K: Eq, V> SeriesCache<K, V> {
         }
     }
 
-    fn find(&self, key: &K) -> Option<&V> {
+    /// The slot holding the first key that `matches`.
+    fn position(&self, matches: impl Fn(&K) -> bool) -> Option<usize> {
         self.slots
             .iter()
             .map_while(OnceLock::get)
-            .find(|(known, _)| known == key)
-            .map(|(_, value)| value)
+            .position(|(known, _)| matches(known))
     }
 
-    /// The cached value for `key`, or `create`'s, which is cached if a slot
-    /// is free (and returned owned otherwise).
-    fn get(&self, key: &K, create: impl FnOnce() -> (K, V)) -> Cow<'_, V>
-    where
-        V: Clone,
-    {
-        if let Some(value) = self.find(key) {
-            return Cow::Borrowed(value);
+    fn entry(&self, index: usize) -> Option<&(K, V)> {
+        self.slots.get(index).and_then(OnceLock::get)
+    }
+
+    /// The slot of the key that `matches`, caching `create`'s key and value
+    /// if it is not there yet and a slot is free; otherwise what `create`
+    /// made, owned.
+    fn slot_or_create(
+        &self,
+        matches: impl Fn(&K) -> bool,
+        create: impl FnOnce() -> (K, V),
+    ) -> CacheEntry<'_, K, V> {
+        let cached = |slot| {
+            self.entry(slot)
+                .map(|(_, value)| CacheEntry::Cached(slot, value))
+        };
+        if let Some(found) = self.position(&matches).and_then(cached) {
+            return found;
         }
         // One writer at a time, so that a key is cached once.
         let _filling = self.filling.lock();
-        if let Some(value) = self.find(key) {
-            return Cow::Borrowed(value);
+        if let Some(found) = self.position(&matches).and_then(cached) {
+            return found;
         }
         let (key, value) = create();
-        match self.slots.iter().find(|slot| slot.get().is_none()) {
-            Some(slot) => Cow::Borrowed(&slot.get_or_init(|| (key, value)).1),
-            None => Cow::Owned(value),
+        match self.slots.iter().position(|slot| slot.get().is_none()) {
+            Some(slot) => {
+                CacheEntry::Cached(slot, &self.slots[slot].get_or_init(|| (key, value)).1)
+            }
+            None => CacheEntry::Uncached(key, value),
+        }
+    }
+
+    /// The cached value for the key that `matches`, or `create`'s, which is
+    /// cached if a slot is free (and returned owned otherwise).
+    fn get_by(&self, matches: impl Fn(&K) -> bool, create: impl FnOnce() -> (K, V)) -> Cow<'_, V>
+    where
+        V: Clone,
+    {
+        match self.slot_or_create(matches, create) {
+            CacheEntry::Cached(_, value) => Cow::Borrowed(value),
+            CacheEntry::Uncached(_, value) => Cow::Owned(value),
         }
     }
 }
@@ -442,32 +440,102 @@ where
         )
     }
 
-    /// Marks a request as in flight until the returned guard is dropped, so a
-    /// request abandoned half-way is not counted forever.
-    fn start(&self, label: &G) -> InFlight<'_> {
-        // Borrowed, not cloned: an `Arc` count written by every request on
-        // every core would bounce between their caches as a lock would.
-        let gauge = self.in_flight_series.get(label, || {
+    /// The in-flight gauge of the label set that `matches` (made by `label`
+    /// if it is new), with its cache slot, or, with the cache full, with its
+    /// label set.
+    ///
+    /// Borrowed, not cloned: an `Arc` count written by every request on every
+    /// core would bounce between their caches as a lock would.
+    fn in_flight_gauge(
+        &self,
+        matches: impl Fn(&G) -> bool,
+        label: impl FnOnce() -> G,
+    ) -> CacheEntry<'_, G, ShardedGauge> {
+        self.in_flight_series.slot_or_create(matches, || {
+            let label = label();
             let series = self
                 .in_flight_budget
-                .admit(label, self.in_flight.get(label).is_some());
-            (label.clone(), self.in_flight.get_or_create_owned(&series))
-        });
+                .admit(&label, self.in_flight.get(&label).is_some());
+            let gauge = self.in_flight.get_or_create_owned(&series);
+            (label, gauge)
+        })
+    }
+
+    /// Marks a request as in flight until the returned guard is dropped, so a
+    /// request abandoned half-way is not counted forever.
+    fn start(&self, matches: impl Fn(&G) -> bool, label: impl FnOnce() -> G) -> InFlight<'_> {
+        let gauge = match self.in_flight_gauge(matches, label) {
+            CacheEntry::Cached(_, gauge) => Cow::Borrowed(gauge),
+            CacheEntry::Uncached(_, gauge) => Cow::Owned(gauge),
+        };
         gauge.inc();
         InFlight(gauge)
     }
 
-    fn record(&self, labels: &L, elapsed: Duration, exemplar: Option<TraceExemplar>) {
+    /// [`Self::start`] for a caller that keeps the metrics behind an `Arc` and
+    /// cannot hold a guard that borrows them: the series it marks, to pass to
+    /// [`Self::in_flight_entry`] when the request ends.
+    fn enter(&self, matches: impl Fn(&G) -> bool, label: impl FnOnce() -> G) -> InFlightSeries<G> {
+        match self.in_flight_gauge(matches, label) {
+            CacheEntry::Cached(slot, gauge) => {
+                gauge.inc();
+                InFlightSeries::Cached(slot)
+            }
+            CacheEntry::Uncached(label, gauge) => {
+                gauge.inc();
+                InFlightSeries::Uncached(label, gauge)
+            }
+        }
+    }
+
+    /// The label set and gauge that [`Self::enter`] marked.
+    fn in_flight_entry<'a>(
+        &'a self,
+        series: &'a InFlightSeries<G>,
+    ) -> Option<(&'a G, &'a ShardedGauge)> {
+        match series {
+            InFlightSeries::Cached(slot) => self
+                .in_flight_series
+                .entry(*slot)
+                .map(|(label, gauge)| (label, gauge)),
+            InFlightSeries::Uncached(label, gauge) => Some((label, gauge)),
+        }
+    }
+
+    /// Counts and times a request under the label set that `matches` (made by
+    /// `labels` the first time).
+    fn record(
+        &self,
+        matches: impl Fn(&L) -> bool,
+        labels: impl FnOnce() -> L,
+        elapsed: Duration,
+        exemplar: Option<TraceExemplar>,
+    ) {
         // Only exemplars get a timestamp: Prometheus shows it as the time of the
         // sample that links to the trace.
         let now = exemplar.as_ref().map(|_| SystemTime::now());
-        let (requests, duration) = &*self
-            .outcomes
-            .get(labels, || (labels.clone(), self.outcome_series(labels)));
+        let (requests, duration) = &*self.outcomes.get_by(matches, || {
+            let labels = labels();
+            let series = self.outcome_series(&labels);
+            (labels, series)
+        });
         duration.observe(elapsed.as_secs_f64(), exemplar, now);
         requests.inc_by(1, exemplar, now);
     }
 }
+
+/// A request marked in flight by the server layer: its cache slot, or its
+/// label and gauge when the cache is full.
+#[derive(Debug)]
+enum InFlightSeries<G> {
+    Cached(usize),
+    Uncached(G, ShardedGauge),
+}
+
+/// A request to a route, in flight: see [`HttpServerMetrics::enter`].
+#[derive(Debug)]
+#[must_use = "a request in flight stays counted until it is finished"]
+pub(crate) struct InFlightRequest(InFlightSeries<HandlerLabel>);
 
 /// `http_requests_total`, `http_request_duration_seconds`, `http_requests_in_flight`.
 #[derive(Clone, Debug)]
@@ -489,18 +557,70 @@ impl HttpServerMetrics {
         ))
     }
 
-    /// Marks a request to `handler` as in flight until the guard is dropped.
-    pub fn start(&self, handler: Cow<'static, str>) -> InFlight<'_> {
-        self.0.start(&HandlerLabel { handler })
+    /// Marks a request to `handler` (a route template) as in flight until the
+    /// guard is dropped.
+    pub fn start(&self, handler: &str) -> InFlight<'_> {
+        self.0.start(
+            |known| known.handler == handler,
+            || HandlerLabel {
+                handler: Cow::Owned(handler.to_owned()),
+            },
+        )
     }
 
+    /// Counts and times a request under `labels`.
     pub fn record(
         &self,
         labels: &ServerLabels,
         elapsed: Duration,
         exemplar: Option<TraceExemplar>,
     ) {
-        self.0.record(labels, elapsed, exemplar);
+        self.0.record(
+            |known| known == labels,
+            || labels.clone(),
+            elapsed,
+            exemplar,
+        );
+    }
+
+    /// [`Self::start`] for the server layer, which holds these metrics behind
+    /// an `Arc` and so cannot keep a guard borrowing them across the request.
+    pub(crate) fn enter(&self, handler: &str) -> InFlightRequest {
+        InFlightRequest(self.0.enter(
+            |known| known.handler == handler,
+            || HandlerLabel {
+                handler: Cow::Owned(handler.to_owned()),
+            },
+        ))
+    }
+
+    /// Counts and times a request that [`Self::enter`] marked, with its
+    /// `method` and `status`, and marks it no longer in flight. The route's
+    /// name is the one cached when it was marked: a request copies none.
+    pub(crate) fn finish(
+        &self,
+        request: InFlightRequest,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+        exemplar: Option<TraceExemplar>,
+    ) {
+        let Some((route, gauge)) = self.0.in_flight_entry(&request.0) else {
+            return;
+        };
+        let handler = route.handler.as_ref();
+        let code = status_label(status);
+        self.0.record(
+            |known| known.handler == handler && known.method == method && known.code == code,
+            || ServerLabels {
+                handler: route.handler.clone(),
+                method: Cow::Borrowed(method),
+                code: code.clone(),
+            },
+            elapsed,
+            exemplar,
+        );
+        gauge.dec();
     }
 
     /// Creates, at zero, the series of the outcomes a route is expected to
@@ -566,17 +686,36 @@ impl HttpClientMetrics {
     }
 
     /// Marks a request to `target` as in flight until the guard is dropped.
-    pub fn start(&self, target: Cow<'static, str>) -> InFlight<'_> {
-        self.0.start(&TargetLabel { target })
+    pub fn start(&self, target: &str) -> InFlight<'_> {
+        self.0.start(
+            |known| known.target == target,
+            || TargetLabel {
+                target: Cow::Owned(target.to_owned()),
+            },
+        )
     }
 
+    /// Counts and times a request to `target` with its `method` and `outcome`;
+    /// the label set is built (and `target` copied) only for a new series.
     pub fn record(
         &self,
-        labels: &ClientLabels,
+        target: &str,
+        method: &'static str,
+        outcome: Outcome,
         elapsed: Duration,
         exemplar: Option<TraceExemplar>,
     ) {
-        self.0.record(labels, elapsed, exemplar);
+        let code = outcome.label();
+        self.0.record(
+            |known| known.target == target && known.method == method && known.code == code,
+            || ClientLabels {
+                target: Cow::Owned(target.to_owned()),
+                method: Cow::Borrowed(method),
+                code: code.clone(),
+            },
+            elapsed,
+            exemplar,
+        );
     }
 }
 
@@ -704,7 +843,7 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = HttpServerMetrics::register(&mut registry);
         let labels = ServerLabels {
-            handler: handler_label("/ping"),
+            handler: Cow::Borrowed("/ping"),
             method: Cow::Borrowed("GET"),
             code: status_label(200),
         };
@@ -735,7 +874,7 @@ mod tests {
         let codes = (100..).take(MAX_SERIES_PER_FAMILY + folded);
         for code in codes {
             let labels = ServerLabels {
-                handler: handler_label("/ping"),
+                handler: Cow::Borrowed("/ping"),
                 method: Cow::Borrowed("GET"),
                 code: status_label(code),
             };
@@ -773,7 +912,7 @@ mod tests {
         );
         // A series that already exists is still recorded under its own labels.
         let first = ServerLabels {
-            handler: handler_label("/ping"),
+            handler: Cow::Borrowed("/ping"),
             method: Cow::Borrowed("GET"),
             code: status_label(100),
         };
@@ -789,14 +928,10 @@ mod tests {
     }
 
     #[test]
-    fn labels_for_any_status_and_route() {
+    fn labels_for_any_status() {
         assert_eq!(status_label(200), "200");
         assert!(matches!(status_label(503), Cow::Borrowed("503")));
         assert_eq!(status_label(418), "418");
         assert_eq!(status_label(599), "599");
-        let first = handler_label("/ping");
-        assert!(matches!(first, Cow::Borrowed(_)));
-        assert_eq!(handler_label("/ping"), "/ping");
-        assert_eq!(handler_label("/users/{id}"), "/users/{id}");
     }
 }

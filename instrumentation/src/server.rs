@@ -3,10 +3,10 @@
 //! Apply it with `Router::route_layer`, so that it sees the matched route
 //! template and unmatched paths (404s) create no series.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,10 +19,8 @@ use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt};
 use tower::{Layer, Service};
 
 use crate::http_method::{method_label, original_method, span_name_method};
-use crate::metrics::{
-    HttpServerMetrics, InFlight, ServerLabels, TraceExemplar, handler_label, status_label,
-};
-use crate::telemetry::RequestTrace;
+use crate::metrics::{HttpServerMetrics, InFlightRequest, TraceExemplar};
+use crate::telemetry::{Instrumentation, RequestTrace};
 
 /// The response header naming the request's trace, in the W3C Trace Context
 /// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`. Sent for
@@ -45,28 +43,34 @@ pub enum Tracing {
 
 /// Wraps every route of `router` with a middleware that records
 /// `http_requests_total`, `http_request_duration_seconds` and
-/// `http_requests_in_flight` and, for traced routes, runs the handler inside a
-/// server span joined to the caller's trace (W3C `traceparent`).
+/// `http_requests_in_flight` into `metrics` and, for traced routes, runs the
+/// handler inside a server span joined to the caller's trace (W3C
+/// `traceparent`), made by `instrumentation`.
 ///
-/// Call it when building the service at start-up: what it keeps (a few
-/// handles) lives until the process exits, so that requests share it through
-/// a plain reference; an `Arc`'s count, written by every request on every
-/// core, would bounce between the cores' caches.
+/// What the routes share (the metrics, their caches, the tracer) sits behind
+/// one `Arc` per call. axum clones a route's service for every request, so
+/// every request writes that count (a cache line that every core's requests
+/// write); everything behind it is only read. The `serve/*` benchmarks in
+/// `bench/benches/instrumentation.rs` measure what that costs.
 pub fn instrument_routes<S>(
     router: Router<S>,
-    metrics: HttpServerMetrics,
+    instrumentation: &Instrumentation,
+    metrics: &HttpServerMetrics,
     tracing: Tracing,
 ) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let instrumentation: &'static Instrumentation =
-        Box::leak(Box::new(Instrumentation { metrics, tracing }));
-    router.route_layer(InstrumentLayer(instrumentation))
+    router.route_layer(InstrumentLayer(Arc::new(RouteInstrumentation {
+        metrics: metrics.clone(),
+        tracer: instrumentation.clone(),
+        tracing,
+    })))
 }
 
-struct Instrumentation {
+struct RouteInstrumentation {
     metrics: HttpServerMetrics,
+    tracer: Instrumentation,
     tracing: Tracing,
 }
 
@@ -75,7 +79,7 @@ struct Instrumentation {
 /// inner service and its state and boxes a second future for every request:
 /// together more instructions than the instrumentation itself (callgrind).
 #[derive(Clone)]
-struct InstrumentLayer(&'static Instrumentation);
+struct InstrumentLayer(Arc<RouteInstrumentation>);
 
 impl<S> Layer<S> for InstrumentLayer {
     type Service = InstrumentService<S>;
@@ -83,7 +87,7 @@ impl<S> Layer<S> for InstrumentLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InstrumentService {
             inner,
-            instrumentation: self.0,
+            instrumentation: self.0.clone(),
         }
     }
 }
@@ -91,7 +95,7 @@ impl<S> Layer<S> for InstrumentLayer {
 #[derive(Clone)]
 struct InstrumentService<S> {
     inner: S,
-    instrumentation: &'static Instrumentation,
+    instrumentation: Arc<RouteInstrumentation>,
 }
 
 impl<S> Service<Request> for InstrumentService<S>
@@ -108,13 +112,13 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let instrumentation = self.instrumentation;
-        let handler: Cow<'static, str> = match request.extensions().get::<MatchedPath>() {
-            Some(path) => handler_label(path.as_str()),
-            None => Cow::Borrowed("unmatched"),
-        };
-        let method = Cow::Borrowed(method_label(request.method()));
-        let in_flight = instrumentation.metrics.start(handler.clone());
+        let instrumentation = &self.instrumentation;
+        let handler = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        let method = method_label(request.method());
+        let in_flight = instrumentation.metrics.enter(handler);
         // An unsampled request leaves no trace anywhere (no span, no exemplar,
         // no trace ID in its log lines), so its answer names none. Naming it
         // anyway cost 5% of the throughput of a zero-delay ping (wrk, side by
@@ -122,23 +126,24 @@ where
         let (span, exemplar, trace_response) = match instrumentation.tracing {
             Tracing::Untraced => (None, None, None),
             Tracing::Traced => {
-                let parent = crate::telemetry::extract_context(request.headers());
-                match crate::telemetry::decide(parent, SpanKind::Server, &handler) {
+                let tracer = &instrumentation.tracer;
+                let parent = tracer.extract_context(request.headers());
+                match tracer.decide(parent, SpanKind::Server, handler) {
                     // Recorded nowhere: no exemplar, no trace headers.
                     RequestTrace::Unsampled(_) => (None, None, None),
                     RequestTrace::Sampled(parent) => {
                         let mut attributes = vec![
-                            KeyValue::new("http.request.method", method.clone()),
-                            KeyValue::new("http.route", handler.clone()),
+                            KeyValue::new("http.request.method", method),
+                            KeyValue::new("http.route", handler.to_owned()),
                         ];
                         if let Some(original) = original_method(request.method()) {
                             attributes
                                 .push(KeyValue::new("http.request.method_original", original));
                         }
-                        let span = crate::telemetry::start_request_span(
+                        let span = tracer.start_request_span(
                             &parent,
                             SpanKind::Server,
-                            span_name(span_name_method(request.method()), &handler),
+                            span_name(span_name_method(request.method()), handler),
                             attributes,
                         );
                         let span_context = span.span().span_context().clone();
@@ -158,8 +163,7 @@ where
             span,
             finish: Some(Finish {
                 started,
-                instrumentation,
-                handler,
+                instrumentation: instrumentation.clone(),
                 method,
                 in_flight,
                 exemplar,
@@ -226,10 +230,10 @@ where
 /// What the middleware knows of a request until its response exists.
 struct Finish {
     started: Instant,
-    instrumentation: &'static Instrumentation,
-    handler: Cow<'static, str>,
-    method: Cow<'static, str>,
-    in_flight: InFlight<'static>,
+    instrumentation: Arc<RouteInstrumentation>,
+    method: &'static str,
+    /// The request's route, marked in flight.
+    in_flight: InFlightRequest,
     exemplar: Option<TraceExemplar>,
     /// For a sampled request only.
     trace_response: Option<TraceResponse>,
@@ -259,15 +263,13 @@ impl Finish {
                 status >= 500 || status == CLIENT_CLOSED_REQUEST,
             );
         }
-        let labels = ServerLabels {
-            handler: self.handler,
-            method: self.method,
-            code: status_label(status),
-        };
-        self.instrumentation
-            .metrics
-            .record(&labels, self.started.elapsed(), self.exemplar);
-        drop(self.in_flight);
+        self.instrumentation.metrics.finish(
+            self.in_flight,
+            self.method,
+            status,
+            self.started.elapsed(),
+            self.exemplar,
+        );
     }
 }
 

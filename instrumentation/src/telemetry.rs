@@ -8,12 +8,14 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::env;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::Context;
-/// An attribute of a [`child_span`].
+/// An attribute of a [`Instrumentation::child_span`].
 pub use opentelemetry::KeyValue;
-use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
     Link, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
     TracerProvider as _,
@@ -22,7 +24,7 @@ use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SamplingDecision, SamplingResult,
+    BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, SamplingResult,
     SdkTracer, SdkTracerProvider, ShouldSample,
 };
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
@@ -44,6 +46,10 @@ pub enum TelemetryError {
     LogFilter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global logger was already installed: {0}")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+    #[error(
+        "telemetry was already set up in this process: set it up once, in main, and pass its Instrumentation down"
+    )]
+    AlreadySetUp,
 }
 
 /// Flushes and stops span export when shut down.
@@ -51,11 +57,18 @@ pub enum TelemetryError {
 #[must_use = "call shutdown() before exit, or buffered spans are lost"]
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    instrumentation: Instrumentation,
     /// Where spans go, if anywhere, and the runtime their exports run on.
     export: Option<(ExportSettings, tokio::runtime::Runtime)>,
 }
 
 impl Telemetry {
+    /// The handle the server layer and the client trace requests with: a
+    /// cheap clone (one shared allocation).
+    pub fn instrumentation(&self) -> &Instrumentation {
+        &self.instrumentation
+    }
+
     /// Whether an OTLP endpoint is configured.
     pub fn is_exporting(&self) -> bool {
         self.export.is_some()
@@ -81,7 +94,11 @@ impl Telemetry {
 /// reachable collector takes milliseconds.
 pub const SPAN_FLUSH_BUDGET: Duration = Duration::from_secs(3);
 
-/// Sets up logging and tracing for a service.
+/// Sets up logging and tracing for a service, once per process: the logger
+/// is the process's (`tracing` has one), and a second set-up is
+/// [`TelemetryError::AlreadySetUp`] rather than a second tracer that some
+/// requests would use and others not. Pass [`Telemetry::instrumentation`]
+/// down to the server layer and the client.
 ///
 /// Call it before starting the tokio runtime: the OTLP exporter owns a
 /// runtime of its own, which must not be dropped on a runtime thread.
@@ -93,9 +110,12 @@ pub fn init(
     service_version: &str,
     process_attributes: Vec<KeyValue>,
 ) -> Result<Telemetry, TelemetryError> {
-    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
-    ]));
+    // Checked before anything is built; never reset, even if this set-up
+    // fails half-way (the binaries then exit).
+    static SET_UP: AtomicBool = AtomicBool::new(false);
+    if SET_UP.swap(true, Ordering::SeqCst) {
+        return Err(TelemetryError::AlreadySetUp);
+    }
 
     let mut resource = Resource::builder();
     let resource_attributes = env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
@@ -118,11 +138,10 @@ pub fn init(
     // a request's span exists (see `decide`), and honouring that decision when
     // the span is then created.
     let otel_settings = crate::otel_env::OtelSettings::from_env();
-    let sampler: Box<dyn ShouldSample> = Box::new(otel_settings.sampler.sampler());
-    let _ = SAMPLER.set(sampler.clone());
+    let sampler = otel_settings.sampler.sampler();
     let mut provider = SdkTracerProvider::builder()
         .with_resource(resource.build())
-        .with_sampler(HonourDecision(sampler));
+        .with_sampler(HonourDecision(Box::new(sampler.clone())));
     let settings =
         ExportSettings::from_env(&otlp::process_env).map_err(otlp::ExportBuildError::from)?;
     let mut export = None;
@@ -138,8 +157,8 @@ pub fn init(
         export = Some((settings, pipeline.runtime));
     }
     let provider = provider.build();
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    let _ = TRACER.set(provider.tracer(default_service_name.to_owned()));
+    let instrumentation =
+        Instrumentation::with_tracer(provider.tracer(default_service_name.to_owned()), sampler);
 
     let log_filter = match env::var("RUST_LOG") {
         Ok(filter) if !filter.trim().is_empty() => EnvFilter::builder().parse(filter)?,
@@ -186,7 +205,11 @@ pub fn init(
             );
         }
     }
-    Ok(Telemetry { provider, export })
+    Ok(Telemetry {
+        provider,
+        instrumentation,
+        export,
+    })
 }
 
 /// A log line's event formatter that adds, first in the JSON object, the
@@ -230,13 +253,6 @@ fn current_trace_id() -> Option<TraceId> {
     })
 }
 
-static SAMPLER: std::sync::OnceLock<Box<dyn ShouldSample>> = std::sync::OnceLock::new();
-
-/// The sampler `OTEL_TRACES_SAMPLER*` select, checked (see [`crate::otel_env`]).
-fn configured_sampler() -> Box<dyn ShouldSample> {
-    Box::new(crate::otel_env::OtelSettings::from_env().sampler.sampler())
-}
-
 thread_local! {
     /// Set while this module starts a span it has already decided to sample
     /// (see [`HonourDecision`]). A flag rather than a mark in the parent
@@ -260,7 +276,7 @@ fn start_decided<T>(start: impl FnOnce() -> T) -> T {
 
 /// The tracer provider's sampler: the configured one, except for the spans
 /// this module starts after deciding to sample them (request spans, after
-/// [`decide`]; child spans, of a sampled parent). For a root span the SDK
+/// [`Instrumentation::decide`]; child spans, of a sampled parent). For a root span the SDK
 /// draws a trace ID of its own; asking a ratio sampler again about that one
 /// would sample only ratio² of the requests, and its children might disagree.
 #[derive(Clone, Debug)]
@@ -303,77 +319,161 @@ pub enum RequestTrace {
     Unsampled(SpanContext),
 }
 
-/// Asks the configured sampler whether a request whose caller sent `parent`
-/// (an empty context for a new trace) is to be traced.
-pub fn decide(parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
-    let ids = RandomIdGenerator::default();
-    let caller = parent.span().span_context().clone();
-    let trace_id = if caller.is_valid() {
-        caller.trace_id()
-    } else {
-        ids.new_trace_id()
-    };
-    let sampler = SAMPLER.get_or_init(configured_sampler);
-    let result = sampler.should_sample(Some(&parent), trace_id, name, &kind, &[], &[]);
-    if result.decision == SamplingDecision::RecordAndSample {
-        RequestTrace::Sampled(parent)
-    } else {
-        let trace_state = if caller.is_valid() {
-            caller.trace_state().clone()
+/// What a service traces its requests with: the tracer of its provider, the
+/// sampler that decides before a span exists (see [`RequestTrace`]) and the
+/// W3C Trace Context propagator. [`init`] builds the service's one; the
+/// server layer ([`crate::server::instrument_routes`]) and the client
+/// ([`crate::client::InstrumentedClient`]) take it explicitly, so that no
+/// request reads a process-wide tracer and none can be traced by a default
+/// one made before the configured one exists.
+///
+/// Cloning it copies one pointer to a shared allocation; the server layer
+/// keeps one clone per router, not per request.
+#[derive(Clone, Debug)]
+pub struct Instrumentation(Arc<RequestTracing>);
+
+#[derive(Debug)]
+struct RequestTracing {
+    tracer: SdkTracer,
+    /// The sampler the tracer's provider honours (see [`HonourDecision`]).
+    sampler: Sampler,
+    propagator: TraceContextPropagator,
+}
+
+impl Instrumentation {
+    /// Spans sampled by `sampler` and exported nowhere, for tests and
+    /// benchmarks; services get theirs from [`init`], which exports them.
+    pub fn unexported(sampler: Sampler) -> Self {
+        let tracer = SdkTracerProvider::builder()
+            .with_sampler(HonourDecision(Box::new(sampler.clone())))
+            .build()
+            .tracer("instrumentation");
+        Self::with_tracer(tracer, sampler)
+    }
+
+    /// `tracer` must come from a provider whose sampler is
+    /// `HonourDecision(sampler)`.
+    fn with_tracer(tracer: SdkTracer, sampler: Sampler) -> Self {
+        Self(Arc::new(RequestTracing {
+            tracer,
+            sampler,
+            propagator: TraceContextPropagator::new(),
+        }))
+    }
+
+    /// Asks the sampler whether a request whose caller sent `parent` (an
+    /// empty context for a new trace) is to be traced.
+    pub fn decide(&self, parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
+        let ids = RandomIdGenerator::default();
+        let caller = parent.span().span_context().clone();
+        let trace_id = if caller.is_valid() {
+            caller.trace_id()
         } else {
-            TraceState::default()
+            ids.new_trace_id()
         };
-        RequestTrace::Unsampled(SpanContext::new(
-            trace_id,
-            ids.new_span_id(),
-            TraceFlags::default(),
-            false,
-            trace_state,
-        ))
+        let result = self
+            .0
+            .sampler
+            .should_sample(Some(&parent), trace_id, name, &kind, &[], &[]);
+        if result.decision == SamplingDecision::RecordAndSample {
+            RequestTrace::Sampled(parent)
+        } else {
+            let trace_state = if caller.is_valid() {
+                caller.trace_state().clone()
+            } else {
+                TraceState::default()
+            };
+            RequestTrace::Unsampled(SpanContext::new(
+                trace_id,
+                ids.new_span_id(),
+                TraceFlags::default(),
+                false,
+                trace_state,
+            ))
+        }
+    }
+
+    /// Starts a request's span (server or client) under `parent`, the context
+    /// [`Self::decide`] returned as sampled, and returns the context that
+    /// holds it: the one to propagate, and the one to make current while the
+    /// request is handled.
+    ///
+    /// A request's spans are OpenTelemetry spans rather than `tracing` spans
+    /// bridged by `tracing-opentelemetry`, which kept three objects per span (the
+    /// `tracing` span, a span builder and the SDK span) and converted every field
+    /// at each step: a sampled zero-delay ping took 18.1 us of CPU rather than
+    /// 13.9, and a sleeping one 5.6 KiB for its two open spans rather than 1.9
+    /// (docs/benchmarks.md).
+    pub(crate) fn start_request_span(
+        &self,
+        parent: &Context,
+        kind: SpanKind,
+        name: impl Into<Cow<'static, str>>,
+        attributes: Vec<KeyValue>,
+    ) -> Context {
+        let tracer = &self.0.tracer;
+        let span = start_decided(|| {
+            tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .with_attributes(attributes)
+                .start_with_context(tracer, parent)
+        });
+        parent.with_span(span)
+    }
+
+    /// Starts a [`ChildSpan`] of the current request's span; `attributes` are
+    /// computed only if there is one.
+    pub fn child_span(
+        &self,
+        name: &'static str,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> ChildSpan {
+        Context::map_current(|parent| {
+            if !parent.span().span_context().is_sampled() {
+                return ChildSpan { _span: None };
+            }
+            let tracer = &self.0.tracer;
+            let builder = tracer.span_builder(name).with_attributes(attributes());
+            ChildSpan {
+                _span: Some(start_decided(|| builder.start_with_context(tracer, parent))),
+            }
+        })
+    }
+
+    /// The trace context a request carries in its `traceparent` header, if the
+    /// header follows the W3C specification to the letter (see
+    /// [`crate::trace_context`]); otherwise, or without one, an empty context:
+    /// the request starts a new trace. An invalid `tracestate` is dropped.
+    pub fn extract_context(&self, headers: &http::HeaderMap) -> Context {
+        // Most requests (probes, people with curl, load generators) bring no
+        // `traceparent`: they cost no propagator call.
+        const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+        const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+        let mut traceparents = headers.get_all(TRACEPARENT).iter();
+        let (Some(traceparent), None) = (traceparents.next(), traceparents.next()) else {
+            // None, or several: which one would be the parent?
+            return Context::new();
+        };
+        let Some(parent) = crate::trace_context::TraceParent::parse(traceparent.as_bytes()) else {
+            return Context::new();
+        };
+        let checked = CheckedTraceContext {
+            traceparent: parent.to_header(),
+            tracestate: checked_tracestate(headers.get_all(TRACESTATE)),
+        };
+        self.0.propagator.extract(&checked)
+    }
+
+    /// Writes `traceparent` for `context` into outgoing request headers.
+    pub fn inject_context(&self, context: &Context, headers: &mut http::HeaderMap) {
+        self.0
+            .propagator
+            .inject_context(context, &mut HeaderInjector(headers));
     }
 }
 
-static TRACER: std::sync::OnceLock<SdkTracer> = std::sync::OnceLock::new();
-
-/// The tracer of the provider `init` set up. Before `init` (benchmarks, unit
-/// tests) spans are sampled as configured and exported nowhere.
-fn tracer() -> &'static SdkTracer {
-    TRACER.get_or_init(|| {
-        SdkTracerProvider::builder()
-            .with_sampler(HonourDecision(configured_sampler()))
-            .build()
-            .tracer("instrumentation")
-    })
-}
-
-/// Starts a request's span (server or client) under `parent`, the context
-/// [`decide`] returned as sampled, and returns the context that holds it: the
-/// one to propagate, and the one to make current while the request is handled.
-///
-/// A request's spans are OpenTelemetry spans rather than `tracing` spans
-/// bridged by `tracing-opentelemetry`, which kept three objects per span (the
-/// `tracing` span, a span builder and the SDK span) and converted every field
-/// at each step: a sampled zero-delay ping took 18.1 us of CPU rather than
-/// 13.9, and a sleeping one 5.6 KiB for its two open spans rather than 1.9
-/// (docs/benchmarks.md).
-pub(crate) fn start_request_span(
-    parent: &Context,
-    kind: SpanKind,
-    name: impl Into<Cow<'static, str>>,
-    attributes: Vec<KeyValue>,
-) -> Context {
-    let tracer = tracer();
-    let span = start_decided(|| {
-        tracer
-            .span_builder(name)
-            .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(tracer, parent)
-    });
-    parent.with_span(span)
-}
-
-/// Ends the span in `context` (from [`start_request_span`]) with the request's
+/// Ends the span in `context` (from [`Instrumentation::start_request_span`]) with the request's
 /// outcome: `attribute` (its status code or error type), and an error status if
 /// it `failed`.
 pub(crate) fn end_request_span(context: &Context, attribute: KeyValue, failed: bool) {
@@ -392,45 +492,6 @@ pub(crate) fn end_request_span(context: &Context, attribute: KeyValue, failed: b
 #[must_use = "the span ends when this is dropped"]
 pub struct ChildSpan {
     _span: Option<opentelemetry_sdk::trace::Span>,
-}
-
-/// Starts a [`ChildSpan`] of the current request's span; `attributes` are
-/// computed only if there is one.
-pub fn child_span(name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>) -> ChildSpan {
-    Context::map_current(|parent| {
-        if !parent.span().span_context().is_sampled() {
-            return ChildSpan { _span: None };
-        }
-        let tracer = tracer();
-        let builder = tracer.span_builder(name).with_attributes(attributes());
-        ChildSpan {
-            _span: Some(start_decided(|| builder.start_with_context(tracer, parent))),
-        }
-    })
-}
-
-/// The trace context a request carries in its `traceparent` header, if the
-/// header follows the W3C specification to the letter (see
-/// [`crate::trace_context`]); otherwise, or without one, an empty context:
-/// the request starts a new trace. An invalid `tracestate` is dropped.
-pub fn extract_context(headers: &http::HeaderMap) -> Context {
-    // Most requests (probes, people with curl, load generators) bring no
-    // `traceparent`: they cost no propagator call.
-    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-    const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
-    let mut traceparents = headers.get_all(TRACEPARENT).iter();
-    let (Some(traceparent), None) = (traceparents.next(), traceparents.next()) else {
-        // None, or several: which one would be the parent?
-        return Context::new();
-    };
-    let Some(parent) = crate::trace_context::TraceParent::parse(traceparent.as_bytes()) else {
-        return Context::new();
-    };
-    let checked = CheckedTraceContext {
-        traceparent: parent.to_header(),
-        tracestate: checked_tracestate(headers.get_all(TRACESTATE)),
-    };
-    opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&checked))
 }
 
 /// The request's `tracestate` lines joined with commas (a list header may
@@ -480,23 +541,17 @@ impl opentelemetry::propagation::Extractor for CheckedTraceContext {
     }
 }
 
-/// Writes `traceparent` for `context` into outgoing request headers.
-pub fn inject_context(context: &Context, headers: &mut http::HeaderMap) {
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(context, &mut HeaderInjector(headers))
-    });
-}
-
 /// The life of a service binary after its flags are parsed: set up logging
 /// and tracing (a bad `OTEL_*` or `RUST_LOG` ends it with status 2 and one
 /// line), run `serve` on a multi-threaded runtime, flush spans once the
 /// runtime is gone (the exporter's client is blocking), and turn the outcome
-/// into the exit status. `process_attributes`: see [`init`].
+/// into the exit status. `process_attributes`: see [`init`]. `serve` gets
+/// the service's [`Instrumentation`], to pass down.
 pub fn run_service<F>(
     service_name: &str,
     service_version: &str,
     process_attributes: Vec<KeyValue>,
-    serve: impl FnOnce() -> F,
+    serve: impl FnOnce(Instrumentation) -> F,
 ) -> std::process::ExitCode
 where
     F: std::future::Future<Output = std::io::Result<()>>,
@@ -508,7 +563,7 @@ where
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .and_then(|runtime| runtime.block_on(serve()));
+        .and_then(|runtime| runtime.block_on(serve(telemetry.instrumentation().clone())));
     telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -535,7 +590,7 @@ mod tests {
     const PARENT: &str = "00f067aa0ba902b7";
 
     fn extract(headers: &[(&'static str, &str)]) -> SpanContext {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let instrumentation = Instrumentation::unexported(Sampler::AlwaysOn);
         let mut map = http::HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -543,7 +598,11 @@ mod tests {
                 http::HeaderValue::from_str(value).expect("header value"),
             );
         }
-        extract_context(&map).span().span_context().clone()
+        instrumentation
+            .extract_context(&map)
+            .span()
+            .span_context()
+            .clone()
     }
 
     #[test]

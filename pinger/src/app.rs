@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use instrumentation::client::{ClientResponse, InstrumentedClient};
 use instrumentation::metrics::{HttpClientMetrics, ProcessCollector, register_build_info};
 use instrumentation::redact::redact_url;
+use instrumentation::telemetry::Instrumentation;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -190,8 +191,12 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    /// Builds the pinger and the registry holding all its metrics.
-    pub fn new(config: &Config) -> Result<(Self, Registry), reqwest::Error> {
+    /// Builds the pinger and the registry holding all its metrics; its pings
+    /// are traced with `instrumentation`.
+    pub fn new(
+        config: &Config,
+        instrumentation: &Instrumentation,
+    ) -> Result<(Self, Registry), reqwest::Error> {
         let mut registry = Registry::default();
         let client_metrics = HttpClientMetrics::register(&mut registry);
         let metrics = ScheduleMetrics::register(&mut registry, config.rate);
@@ -213,8 +218,12 @@ impl Pinger {
             // No idle connection is kept, so every ping connects afresh.
             http = http.pool_max_idle_per_host(0);
         }
-        let client =
-            InstrumentedClient::new(http.build()?, client_metrics, config.target_name.clone());
+        let client = InstrumentedClient::new(
+            http.build()?,
+            instrumentation,
+            client_metrics,
+            config.target_name.clone(),
+        );
         let pinger = Self {
             client,
             targets: config.targets.clone().into(),

@@ -5,6 +5,7 @@ use instrumentation::cli::parse_or_exit;
 use instrumentation::probe::{Subcommand, default_url};
 use instrumentation::serve::ConnectionLimits;
 use instrumentation::shutdown::ShutdownSignals;
+use instrumentation::telemetry::Instrumentation;
 use pinger::app::Pinger;
 use pinger::config::Config;
 
@@ -17,14 +18,18 @@ fn main() -> ExitCode {
             default_url(config.listen, "/healthz"),
         );
     }
-    instrumentation::telemetry::run_service("pinger", env!("CARGO_PKG_VERSION"), Vec::new(), || {
-        run(config)
-    })
+    instrumentation::telemetry::run_service(
+        "pinger",
+        env!("CARGO_PKG_VERSION"),
+        Vec::new(),
+        |instrumentation| run(config, instrumentation),
+    )
 }
 
-async fn run(config: Config) -> std::io::Result<()> {
+async fn run(config: Config, instrumentation: Instrumentation) -> std::io::Result<()> {
     let signals = ShutdownSignals::listen()?;
-    let (pinger, registry) = Pinger::new(&config).map_err(std::io::Error::other)?;
+    let (pinger, registry) =
+        Pinger::new(&config, &instrumentation).map_err(std::io::Error::other)?;
     let listener = instrumentation::server::bind(config.listen)
         .await
         .map_err(|error| instrumentation::cli::listen_error("--listen", config.listen, error))?;

@@ -1,16 +1,16 @@
 //! The HTTP application: routes, the ping handler and readiness.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use instrumentation::metrics::{HttpServerMetrics, ProcessCollector, register_build_info};
 use instrumentation::server::{Tracing, instrument_routes};
-use instrumentation::telemetry::{KeyValue, child_span};
+use instrumentation::telemetry::{Instrumentation, KeyValue};
 use prometheus_client::registry::Registry;
 use rand::Rng;
 
@@ -25,37 +25,30 @@ const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
 #[derive(Debug)]
 pub struct Pong {
     profile: Profile,
-    version: &'static str,
-    version_header: HeaderValue,
+    version: String,
     ready: AtomicBool,
     /// Each latency entry's text (`45%2s`), by index, for its spans: written
     /// once rather than for every ping.
-    latency_entry_texts: Vec<&'static str>,
+    latency_entry_texts: Vec<String>,
+    /// The child spans of a ping are made with it.
+    instrumentation: Instrumentation,
 }
 
 impl Pong {
-    /// The ponger's state lives as long as its process, so it is handed out
-    /// as a `'static` reference: an `Arc` (or a header value's shared bytes)
-    /// would have its count written by every ping, on every core.
-    pub fn new(profile: Profile, version: String) -> &'static Self {
-        let version: &'static str = Box::leak(version.into_boxed_str());
-        // The version label is validated to be a header-safe token.
-        let version_header = HeaderValue::from_maybe_shared(Bytes::from_static(version.as_bytes()))
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+    pub fn new(profile: Profile, version: String, instrumentation: &Instrumentation) -> Arc<Self> {
         let latency_entry_texts = profile
             .latency
             .entries()
             .iter()
-            .map(|entry| leak(entry.to_string()))
+            .map(ToString::to_string)
             .collect();
-        Box::leak(Box::new(Self {
+        Arc::new(Self {
             profile,
             version,
-            version_header,
             ready: AtomicBool::new(true),
             latency_entry_texts,
-        }))
+            instrumentation: instrumentation.clone(),
+        })
     }
 
     /// Makes /readyz answer 503 from now on: the first step of a shutdown.
@@ -66,7 +59,7 @@ impl Pong {
 
 /// Builds the router with its metrics registry. Injected faults apply to
 /// `/ping` only, never to `/metrics`, `/healthz` or `/readyz`.
-pub fn router(pong: &'static Pong) -> Router {
+pub fn router(pong: &Arc<Pong>) -> Router {
     let mut registry = Registry::default();
     let metrics = HttpServerMetrics::register(&mut registry);
     // /ping answers 200 or 500 and nothing else: both series exist from the start.
@@ -85,19 +78,27 @@ pub fn router(pong: &'static Pong) -> Router {
     // The handler takes no extractor, so axum hands it nothing of the request;
     // a `State` extractor would take each request apart and put it together
     // again.
-    let pings = Router::new().route("/ping", get(move || ping(pong)));
+    let instrumentation = &pong.instrumentation;
+    let pings = Router::new().route(
+        "/ping",
+        get({
+            let pong = pong.clone();
+            move || ping(pong)
+        }),
+    );
     let probes = Router::new()
         .route("/readyz", get(readyz))
-        .with_state(pong)
+        .with_state(pong.clone())
         .merge(instrumentation::exposition::operational_routes(registry));
-    instrument_routes(pings, metrics.clone(), Tracing::Traced).merge(instrument_routes(
+    instrument_routes(pings, instrumentation, &metrics, Tracing::Traced).merge(instrument_routes(
         probes,
-        metrics,
+        instrumentation,
+        &metrics,
         Tracing::Untraced,
     ))
 }
 
-async fn ping(pong: &'static Pong) -> Response {
+async fn ping(pong: Arc<Pong>) -> Response {
     // Both draws happen up front (the thread-local generator cannot be held
     // across an await) and are recorded on the spans that act on them.
     let (latency_draw, status_draw) = {
@@ -108,7 +109,7 @@ async fn ping(pong: &'static Pong) -> Response {
     // The profile itself (name, mix, success probability) is on the
     // resource, once per batch of spans: see `Profile::attributes`.
     if !entry.delay.is_zero() {
-        let _span = child_span("injected delay", || {
+        let _span = pong.instrumentation.child_span("injected delay", || {
             vec![
                 KeyValue::new("delay_ms", entry.delay.as_secs_f64() * 1000.0),
                 KeyValue::new("latency.draw", latency_draw),
@@ -116,7 +117,7 @@ async fn ping(pong: &'static Pong) -> Response {
                     "latency.entry",
                     pong.latency_entry_texts
                         .get(entry_index)
-                        .copied()
+                        .cloned()
                         .unwrap_or_default(),
                 ),
                 KeyValue::new("latency.entry_index", entry_index as i64),
@@ -131,7 +132,7 @@ async fn ping(pong: &'static Pong) -> Response {
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    let _span = child_span("status decision", || {
+    let _span = pong.instrumentation.child_span("status decision", || {
         vec![
             KeyValue::new("status.draw", status_draw),
             KeyValue::new("status.code", i64::from(status.as_u16())),
@@ -146,10 +147,14 @@ async fn ping(pong: &'static Pong) -> Response {
     } else {
         "injected failure\n"
     };
-    (status, [(VERSION, pong.version_header.clone())], body).into_response()
+    // Copied for each answer: a shared header value (or an `Arc`'s count)
+    // would be written by every ping on every core, a copy by none.
+    let version = HeaderValue::from_str(&pong.version)
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    (status, [(VERSION, version)], body).into_response()
 }
 
-async fn readyz(State(pong): State<&'static Pong>) -> (StatusCode, &'static str) {
+async fn readyz(State(pong): State<Arc<Pong>>) -> (StatusCode, &'static str) {
     if pong.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n")
     } else {

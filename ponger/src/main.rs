@@ -4,6 +4,7 @@ use instrumentation::cli::parse_or_exit;
 use instrumentation::probe::{Subcommand, default_url};
 use instrumentation::serve::ConnectionLimits;
 use instrumentation::shutdown::ShutdownSignals;
+use instrumentation::telemetry::Instrumentation;
 use ponger::app::{Pong, router};
 use ponger::config::{Cli, Config};
 use ponger::shutdown::ShutdownBudget;
@@ -16,10 +17,12 @@ fn main() -> ExitCode {
     let config = Config::from(cli);
     let version = config.version.clone();
     let profile = config.profile.attributes();
-    instrumentation::telemetry::run_service("ponger", &version, profile, || serve(config))
+    instrumentation::telemetry::run_service("ponger", &version, profile, |instrumentation| {
+        serve(config, instrumentation)
+    })
 }
 
-async fn serve(config: Config) -> std::io::Result<()> {
+async fn serve(config: Config, instrumentation: Instrumentation) -> std::io::Result<()> {
     let signals = ShutdownSignals::listen()?;
     let listener = instrumentation::server::bind(config.listen)
         .await
@@ -33,8 +36,8 @@ async fn serve(config: Config) -> std::io::Result<()> {
         shutdown_within = ?budget.total(),
         "serving pings"
     );
-    let pong = Pong::new(config.profile, config.version);
-    let app = router(pong);
+    let pong = Pong::new(config.profile, config.version, &instrumentation);
+    let app = router(&pong);
     let drain_delay = config.drain_delay;
     let shutdown = async move {
         signals.requested().await;

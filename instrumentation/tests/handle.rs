@@ -1,0 +1,85 @@
+//! The instrumentation handle: each router and client traces with the handle
+//! it was given, whatever other handles the process holds; the process's
+//! set-up happens once.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::get;
+use instrumentation::Instrumentation;
+use instrumentation::exposition::{Format, encode};
+use instrumentation::metrics::HttpServerMetrics;
+use instrumentation::server::{TRACE_RESPONSE_HEADER, Tracing, instrument_routes};
+use instrumentation::telemetry::{TelemetryError, init};
+use opentelemetry_sdk::trace::Sampler;
+use prometheus_client::registry::Registry;
+use tower::ServiceExt;
+
+/// A `/ping` route traced with `instrumentation`, and its registry.
+fn traced_ping(instrumentation: &Instrumentation) -> (Router, Registry) {
+    let mut registry = Registry::default();
+    let metrics = HttpServerMetrics::register(&mut registry);
+    let router = Router::new().route("/ping", get(|| async { "pong\n" }));
+    (
+        instrument_routes(router, instrumentation, &metrics, Tracing::Traced),
+        registry,
+    )
+}
+
+async fn ping(router: &Router) -> axum::response::Response {
+    let request = Request::get("/ping").body(Body::empty()).expect("request");
+    match router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+#[tokio::test]
+async fn each_router_samples_with_the_handle_it_was_given() {
+    let always = Instrumentation::unexported(Sampler::AlwaysOn);
+    let never = Instrumentation::unexported(Sampler::AlwaysOff);
+    let (sampled, sampled_registry) = traced_ping(&always);
+    let (unsampled, unsampled_registry) = traced_ping(&never);
+    for _ in 0..3 {
+        let answer = ping(&sampled).await;
+        assert_eq!(answer.status(), 200);
+        assert!(answer.headers().contains_key(TRACE_RESPONSE_HEADER));
+        let answer = ping(&unsampled).await;
+        assert_eq!(answer.status(), 200);
+        assert!(!answer.headers().contains_key(TRACE_RESPONSE_HEADER));
+    }
+    // Each registry counts its own router's requests, exemplars only where sampled.
+    let sampled_page = encode(&sampled_registry, Format::OpenMetrics).expect("encodes");
+    let unsampled_page = encode(&unsampled_registry, Format::OpenMetrics).expect("encodes");
+    let count_line = |page: &str| {
+        page.lines()
+            .find(|line| {
+                line.starts_with(
+                    r#"http_requests_total{handler="/ping",method="GET",code="200"} 3"#,
+                )
+            })
+            .map(str::to_owned)
+    };
+    assert!(
+        count_line(&sampled_page).is_some_and(|line| line.contains("# {trace_id=")),
+        "{sampled_page}"
+    );
+    assert_eq!(
+        count_line(&unsampled_page).as_deref(),
+        Some(r#"http_requests_total{handler="/ping",method="GET",code="200"} 3"#),
+        "{unsampled_page}"
+    );
+}
+
+#[test]
+fn a_second_set_up_in_one_process_is_an_error() {
+    let first = init("handle-test", "0", Vec::new()).expect("the first set-up succeeds");
+    let second = init("handle-test", "0", Vec::new());
+    assert!(
+        matches!(second, Err(TelemetryError::AlreadySetUp)),
+        "{second:?}"
+    );
+    let message = TelemetryError::AlreadySetUp.to_string();
+    assert!(message.contains("already set up"), "{message}");
+    first.shutdown();
+}
