@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 
 use crate::http_method::{method_label, original_method, span_name_method};
 use crate::metrics::{HttpServerMetrics, InFlightRequest, TraceExemplar};
-use crate::telemetry::{Instrumentation, RequestTrace};
+use crate::telemetry::Instrumentation;
 
 /// The response header naming the request's trace, in the W3C Trace Context
 /// Level 2 `traceresponse` form: `00-<trace id>-<span id>-<flags>`. Sent for
@@ -128,10 +128,10 @@ where
             Tracing::Traced => {
                 let tracer = &instrumentation.tracer;
                 let parent = tracer.extract_context(request.headers());
-                match tracer.decide(parent, SpanKind::Server, handler) {
+                match tracer.samples(&parent, SpanKind::Server, handler) {
                     // Recorded nowhere: no exemplar, no trace headers.
-                    RequestTrace::Unsampled(_) => (None, None, None),
-                    RequestTrace::Sampled(parent) => {
+                    false => (None, None, None),
+                    true => {
                         let mut attributes = vec![
                             KeyValue::new("http.request.method", method),
                             KeyValue::new("http.route", handler.to_owned()),

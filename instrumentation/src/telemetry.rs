@@ -371,11 +371,7 @@ impl Instrumentation {
         } else {
             ids.new_trace_id()
         };
-        let result = self
-            .0
-            .sampler
-            .should_sample(Some(&parent), trace_id, name, &kind, &[], &[]);
-        if result.decision == SamplingDecision::RecordAndSample {
+        if self.asks_sampler(&parent, trace_id, &kind, name) {
             RequestTrace::Sampled(parent)
         } else {
             let trace_state = if caller.is_valid() {
@@ -391,6 +387,40 @@ impl Instrumentation {
                 trace_state,
             ))
         }
+    }
+
+    /// Whether a request whose caller sent `parent` is to be traced, for a
+    /// server, which passes no trace context on when it is not: unlike
+    /// [`Self::decide`] it draws no IDs for an unsampled request, and none at
+    /// all for the samplers that do not read them (`always_on`, `always_off`).
+    pub fn samples(&self, parent: &Context, kind: SpanKind, name: &str) -> bool {
+        match self.0.sampler {
+            Sampler::AlwaysOn => true,
+            Sampler::AlwaysOff => false,
+            _ => {
+                let caller = parent.span().span_context().trace_id();
+                let trace_id = if caller == TraceId::INVALID {
+                    RandomIdGenerator::default().new_trace_id()
+                } else {
+                    caller
+                };
+                self.asks_sampler(parent, trace_id, &kind, name)
+            }
+        }
+    }
+
+    fn asks_sampler(
+        &self,
+        parent: &Context,
+        trace_id: TraceId,
+        kind: &SpanKind,
+        name: &str,
+    ) -> bool {
+        let result = self
+            .0
+            .sampler
+            .should_sample(Some(parent), trace_id, name, kind, &[], &[]);
+        result.decision == SamplingDecision::RecordAndSample
     }
 
     /// Starts a request's span (server or client) under `parent`, the context
