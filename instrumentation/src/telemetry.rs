@@ -364,29 +364,24 @@ impl Instrumentation {
     /// Asks the sampler whether a request whose caller sent `parent` (an
     /// empty context for a new trace) is to be traced.
     pub fn decide(&self, parent: Context, kind: SpanKind, name: &str) -> RequestTrace {
-        let ids = RandomIdGenerator::default();
-        let caller = parent.span().span_context().clone();
-        let trace_id = if caller.is_valid() {
-            caller.trace_id()
-        } else {
-            ids.new_trace_id()
-        };
-        if self.asks_sampler(&parent, trace_id, &kind, name) {
-            RequestTrace::Sampled(parent)
-        } else {
-            let trace_state = if caller.is_valid() {
-                caller.trace_state().clone()
-            } else {
-                TraceState::default()
-            };
-            RequestTrace::Unsampled(SpanContext::new(
-                trace_id,
-                ids.new_span_id(),
-                TraceFlags::default(),
-                false,
-                trace_state,
-            ))
+        let (sampled, trace_id) = self.asks_sampler(&parent, &kind, name);
+        if sampled {
+            return RequestTrace::Sampled(parent);
         }
+        let span = parent.span();
+        let caller = span.span_context();
+        let trace_state = if caller.is_valid() {
+            caller.trace_state().clone()
+        } else {
+            TraceState::default()
+        };
+        RequestTrace::Unsampled(SpanContext::new(
+            trace_id,
+            RandomIdGenerator::default().new_span_id(),
+            TraceFlags::default(),
+            false,
+            trace_state,
+        ))
     }
 
     /// Whether a request whose caller sent `parent` is to be traced, for a
@@ -397,30 +392,29 @@ impl Instrumentation {
         match self.0.sampler {
             Sampler::AlwaysOn => true,
             Sampler::AlwaysOff => false,
-            _ => {
-                let caller = parent.span().span_context().trace_id();
-                let trace_id = if caller == TraceId::INVALID {
-                    RandomIdGenerator::default().new_trace_id()
-                } else {
-                    caller
-                };
-                self.asks_sampler(parent, trace_id, &kind, name)
-            }
+            _ => self.asks_sampler(parent, &kind, name).0,
         }
     }
 
-    fn asks_sampler(
-        &self,
-        parent: &Context,
-        trace_id: TraceId,
-        kind: &SpanKind,
-        name: &str,
-    ) -> bool {
+    /// Asks the sampler about a request under `parent`, in the trace it
+    /// joins: its caller's, or a new one, returned for an unsampled request's
+    /// own context.
+    fn asks_sampler(&self, parent: &Context, kind: &SpanKind, name: &str) -> (bool, TraceId) {
+        let span = parent.span();
+        let caller = span.span_context();
+        let trace_id = if caller.is_valid() {
+            caller.trace_id()
+        } else {
+            RandomIdGenerator::default().new_trace_id()
+        };
         let result = self
             .0
             .sampler
             .should_sample(Some(parent), trace_id, name, kind, &[], &[]);
-        result.decision == SamplingDecision::RecordAndSample
+        (
+            result.decision == SamplingDecision::RecordAndSample,
+            trace_id,
+        )
     }
 
     /// Starts a request's span (server or client) under `parent`, the context

@@ -115,10 +115,10 @@ impl Watchdog {
         activity: Arc<Activity>,
         timeout: Duration,
     ) -> (Self, oneshot::Sender<AbortHandle>) {
-        let (connection, named) = oneshot::channel();
+        let (connection, named) = oneshot::channel::<AbortHandle>();
         let task = tokio::spawn(async move {
             if let Ok(connection) = named.await {
-                watch(&activity, timeout, &connection).await;
+                watch(&activity, timeout).await;
                 connection.abort();
             }
         });
@@ -133,14 +133,11 @@ impl Drop for Watchdog {
 }
 
 /// Returns once the connection's next head is late.
-async fn watch(activity: &Activity, timeout: Duration, connection: &AbortHandle) {
+async fn watch(activity: &Activity, timeout: Duration) {
     let sleep = tokio::time::sleep(timeout);
     tokio::pin!(sleep);
     loop {
         sleep.as_mut().await;
-        if connection.is_finished() {
-            return;
-        }
         let now = Instant::now();
         match activity.head_due(timeout) {
             Some(due) if due <= now => return,
@@ -161,7 +158,7 @@ mod tests {
         tokio::spawn(std::future::pending())
     }
 
-    async fn watched(activity: &Arc<Activity>) -> (tokio::task::JoinHandle<()>, Watchdog) {
+    fn watched(activity: &Arc<Activity>) -> (tokio::task::JoinHandle<()>, Watchdog) {
         let task = connection();
         let (watchdog, name) = Watchdog::spawn(activity.clone(), Duration::from_secs(10));
         let _ = name.send(task.abort_handle());
@@ -176,7 +173,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_without_a_head_ends_at_the_timeout_and_not_before() {
         let activity = Activity::new();
-        let (task, _watchdog) = watched(&activity).await;
+        let (task, _watchdog) = watched(&activity);
         tokio::time::sleep(Duration::from_millis(9_900)).await;
         assert!(!task.is_finished());
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -186,7 +183,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_timeout_counts_from_the_last_answer() {
         let activity = Activity::new();
-        let (task, _watchdog) = watched(&activity).await;
+        let (task, _watchdog) = watched(&activity);
         tokio::time::sleep(Duration::from_secs(8)).await;
         answer(&activity, Duration::from_secs(1)).await;
         // Answered at 9 s: the next head is due at 19 s.
@@ -199,7 +196,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_handled_for_longer_than_the_timeout_is_not_cut_short() {
         let activity = Activity::new();
-        let (task, _watchdog) = watched(&activity).await;
+        let (task, _watchdog) = watched(&activity);
         answer(&activity, Duration::from_secs(25)).await;
         assert!(!task.is_finished());
         tokio::time::sleep(Duration::from_millis(9_900)).await;
@@ -211,7 +208,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_watchdog_ends_with_its_connection() {
         let activity = Activity::new();
-        let (task, watchdog) = watched(&activity).await;
+        let (task, watchdog) = watched(&activity);
         let watchdog_task = watchdog.0.clone();
         drop(watchdog);
         tokio::time::sleep(Duration::from_millis(1)).await;
