@@ -476,11 +476,13 @@ impl Instrumentation {
         // `traceparent`: they cost no propagator call.
         const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
         const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
-        let mut traceparents = headers.get_all(TRACEPARENT).iter();
-        let (Some(traceparent), None) = (traceparents.next(), traceparents.next()) else {
-            // None, or several: which one would be the parent?
+        let Some(traceparent) = headers.get(TRACEPARENT) else {
             return Context::new();
         };
+        if headers.get_all(TRACEPARENT).iter().nth(1).is_some() {
+            // Several: which one would be the parent?
+            return Context::new();
+        }
         let Some(parent) = crate::trace_context::TraceParent::parse(traceparent.as_bytes()) else {
             return Context::new();
         };
