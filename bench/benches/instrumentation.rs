@@ -44,7 +44,7 @@ use instrumentation::exposition::{Format, encode};
 use instrumentation::metrics::{
     HttpServerMetrics, ProcessCollector, ServerLabels, TraceExemplar, register_build_info,
 };
-use instrumentation::server::{Tracing, instrument_routes};
+use instrumentation::server::{Tracing, instrument_routes, instrumented_get};
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::trace::Sampler;
 use prometheus_client::registry::Registry;
@@ -257,9 +257,17 @@ fn instrumented_router() -> axum::Router {
     let instrumentation =
         Instrumentation::unexported(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     let metrics = HttpServerMetrics::register(&mut Registry::default());
-    let pings = axum::Router::new().route("/ping", get(|| async { "pong\n" }));
+    let pings = axum::Router::new().route(
+        "/ping",
+        instrumented_get(
+            || async { "pong\n" },
+            &instrumentation,
+            &metrics,
+            Tracing::Traced,
+        ),
+    );
     let probes = axum::Router::new().route("/readyz", get(|| async { "ready\n" }));
-    instrument_routes(pings, &instrumentation, &metrics, Tracing::Traced).merge(instrument_routes(
+    pings.merge(instrument_routes(
         probes,
         &instrumentation,
         &metrics,

@@ -1,6 +1,6 @@
-//! An OTLP/HTTP protobuf trace receiver for the benchmarks: it decodes every
-//! `ExportTraceServiceRequest` as a collector does, counts the spans and, when
-//! asked, keeps what the delay-fidelity benchmark needs of each (trace, name,
+//! An OTLP/HTTP protobuf trace receiver for the benchmarks: it counts the
+//! spans of every `ExportTraceServiceRequest` and, when asked, decodes them
+//! whole and keeps what the delay-fidelity benchmark needs of each (trace, name,
 //! kind, duration, the injected delay). Unlike `testkit::OtlpReceiver` it keeps
 //! span timings and accepts batches of any size.
 
@@ -81,7 +81,52 @@ impl OtlpSink {
     }
 }
 
+/// An `ExportTraceServiceRequest` read only as deep as its spans, each left
+/// as its encoded bytes: what counting them needs. The sink shares the
+/// cores of the server it measures, so it does no more than that unless
+/// asked to keep summaries; decoding every attribute as a collector does
+/// took 1.3 us of CPU per sampled ping, a tenth of the sampled ponger's own.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SpansOnly {
+    #[prost(message, repeated, tag = "1")]
+    resource_spans: Vec<ResourceSpansOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ResourceSpansOnly {
+    #[prost(message, repeated, tag = "2")]
+    scope_spans: Vec<ScopeSpansOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScopeSpansOnly {
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    spans: Vec<Bytes>,
+}
+
+/// The number of spans in an encoded `ExportTraceServiceRequest`.
+fn count_spans(body: Bytes) -> Result<u64, prost::DecodeError> {
+    let request = SpansOnly::decode(body)?;
+    Ok(request
+        .resource_spans
+        .iter()
+        .flat_map(|resource| &resource.scope_spans)
+        .map(|scope| scope.spans.len() as u64)
+        .sum())
+}
+
 async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    if !received.keep {
+        let Ok(count) = count_spans(body) else {
+            return (StatusCode::BAD_REQUEST, Vec::new());
+        };
+        received.spans.fetch_add(count, Ordering::Relaxed);
+        received.requests.fetch_add(1, Ordering::Relaxed);
+        return (
+            StatusCode::OK,
+            ExportTraceServiceResponse::default().encode_to_vec(),
+        );
+    }
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
@@ -127,4 +172,59 @@ async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> (StatusC
         StatusCode::OK,
         ExportTraceServiceResponse::default().encode_to_vec(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+
+    fn spans(names: &[&str]) -> Vec<Span> {
+        names
+            .iter()
+            .map(|name| Span {
+                name: (*name).to_owned(),
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                ..Span::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn counting_finds_every_span_of_every_resource_and_scope() {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    scope_spans: vec![
+                        ScopeSpans {
+                            spans: spans(&["GET /ping", "status decision"]),
+                            ..ScopeSpans::default()
+                        },
+                        ScopeSpans {
+                            spans: spans(&["injected delay"]),
+                            ..ScopeSpans::default()
+                        },
+                    ],
+                    ..ResourceSpans::default()
+                },
+                ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: spans(&["GET /ping"]),
+                        ..ScopeSpans::default()
+                    }],
+                    ..ResourceSpans::default()
+                },
+            ],
+        };
+        let body = Bytes::from(request.encode_to_vec());
+        assert_eq!(count_spans(body), Ok(4));
+        assert_eq!(count_spans(Bytes::new()), Ok(0));
+    }
+
+    #[test]
+    fn counting_refuses_what_is_not_protobuf() {
+        assert!(count_spans(Bytes::from_static(b"\x0a\xff\xff\xff\xff\x0f{}")).is_err());
+    }
 }

@@ -9,7 +9,9 @@ use axum::routing::get;
 use instrumentation::Instrumentation;
 use instrumentation::exposition::{Format, encode};
 use instrumentation::metrics::HttpServerMetrics;
-use instrumentation::server::{TRACE_RESPONSE_HEADER, Tracing, instrument_routes};
+use instrumentation::server::{
+    TRACE_RESPONSE_HEADER, Tracing, instrument_routes, instrumented_get,
+};
 use instrumentation::telemetry::{TelemetryError, init};
 use opentelemetry_sdk::trace::Sampler;
 use prometheus_client::registry::Registry;
@@ -82,4 +84,78 @@ fn a_second_set_up_in_one_process_is_an_error() {
     let message = TelemetryError::AlreadySetUp.to_string();
     assert!(message.contains("already set up"), "{message}");
     first.shutdown();
+}
+
+/// `method /ping` through `router`: its status and `Allow` header.
+async fn call(router: &Router, method: &str) -> (u16, Option<String>) {
+    let request = Request::builder()
+        .method(method)
+        .uri("/ping")
+        .body(Body::empty())
+        .expect("request");
+    let answer = match router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let allow = answer
+        .headers()
+        .get("allow")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (answer.status().as_u16(), allow)
+}
+
+/// The `http_requests_total` lines of a page, exemplars cut off.
+fn request_counts(registry: &Registry) -> Vec<String> {
+    let page = encode(registry, Format::OpenMetrics).expect("encodes");
+    page.lines()
+        .filter(|line| line.starts_with("http_requests_total{"))
+        .map(|line| line.split(" # ").next().unwrap_or(line).to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_route_instrumented_before_boxing_answers_and_counts_as_a_layered_one() {
+    let instrumentation = Instrumentation::unexported(Sampler::AlwaysOn);
+    let (layered, layered_registry) = traced_ping(&instrumentation);
+    let mut registry = Registry::default();
+    let metrics = HttpServerMetrics::register(&mut registry);
+    let wrapped = Router::new().route(
+        "/ping",
+        instrumented_get(
+            || async { "pong\n" },
+            &instrumentation,
+            &metrics,
+            Tracing::Traced,
+        ),
+    );
+    for method in ["GET", "HEAD", "POST", "DELETE", "BREW", "GET"] {
+        let expected = call(&layered, method).await;
+        assert_eq!(call(&wrapped, method).await, expected, "{method}");
+    }
+    assert_eq!(call(&wrapped, "POST").await, (405, Some("GET,HEAD".into())));
+    assert_eq!(call(&layered, "POST").await, (405, Some("GET,HEAD".into())));
+    let counts = request_counts(&registry);
+    assert_eq!(counts, request_counts(&layered_registry));
+    for line in [
+        r#"http_requests_total{handler="/ping",method="GET",code="200"} 2"#,
+        r#"http_requests_total{handler="/ping",method="HEAD",code="200"} 1"#,
+        r#"http_requests_total{handler="/ping",method="DELETE",code="405"} 1"#,
+        r#"http_requests_total{handler="/ping",method="POST",code="405"} 2"#,
+        r#"http_requests_total{handler="/ping",method="_OTHER",code="405"} 1"#,
+    ] {
+        assert!(
+            counts.iter().any(|count| count == line),
+            "{line} in {counts:?}"
+        );
+    }
+    // Sampled requests name their trace, the 405s included.
+    let request = Request::post("/ping").body(Body::empty()).expect("request");
+    let answer = match wrapped.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    assert!(answer.headers().contains_key(TRACE_RESPONSE_HEADER));
 }

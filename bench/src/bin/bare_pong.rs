@@ -2,15 +2,21 @@
 //! `GET /ping` with the ponger's body, on the same runtime configuration
 //! (tokio multi-thread, one worker per core) and with no instrumentation.
 //!
-//! Usage: `bare-pong <listen address> [delay in ms]`: with a delay, each ping
-//! sleeps that long first (the baseline of the memory benchmark).
+//! Usage: `bare-pong <listen address> [delay in ms] [version]`: with a delay,
+//! each ping sleeps that long first (the baseline of the memory benchmark);
+//! with a version, each answer also carries the ponger's `x-ponger-version`
+//! header, so that it is the ponger's whole answer, byte for byte.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::IntoResponse;
 use axum::routing::get;
+
+const VERSION: HeaderName = HeaderName::from_static("x-ponger-version");
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -20,27 +26,52 @@ fn main() -> ExitCode {
     let delay = args
         .next()
         .map(|delay| delay.parse::<u64>().map(Duration::from_millis));
-    let (Some(address), None | Some(Ok(_))) = (address, &delay) else {
-        eprintln!("usage: bare-pong <listen address such as 127.0.0.1:8090> [delay in ms]");
+    let version = args
+        .next()
+        .map(|version| HeaderValue::from_str(&version).map(|_| version));
+    let (Some(address), None | Some(Ok(_)), None | Some(Ok(_))) = (address, &delay, &version)
+    else {
+        eprintln!(
+            "usage: bare-pong <listen address such as 127.0.0.1:8090> [delay in ms] [x-ponger-version value]"
+        );
         return ExitCode::from(2);
     };
     let delay = delay.and_then(Result::ok).unwrap_or_default();
+    // Kept for the life of the process, as a `'static` value like the
+    // ponger's own version header (`from_static`: copied without allocating).
+    let version: Option<&'static str> = version.and_then(Result::ok).map(|v| &*v.leak());
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .and_then(|runtime| {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(address).await?;
-                let app = if delay.is_zero() {
-                    Router::new().route("/ping", get(|| async { "pong\n" }))
-                } else {
-                    Router::new().route(
+                let app = match (delay.is_zero(), version) {
+                    (true, None) => Router::new().route("/ping", get(|| async { "pong\n" })),
+                    (true, Some(version)) => Router::new().route(
+                        "/ping",
+                        get(move || async move {
+                            // As the ponger adds it.
+                            let mut response = "pong\n".into_response();
+                            response
+                                .headers_mut()
+                                .insert(VERSION, HeaderValue::from_static(version));
+                            response
+                        }),
+                    ),
+                    (false, version) => Router::new().route(
                         "/ping",
                         get(move || async move {
                             tokio::time::sleep(delay).await;
-                            "pong\n"
+                            let mut response = "pong\n".into_response();
+                            if let Some(version) = version {
+                                response
+                                    .headers_mut()
+                                    .insert(VERSION, HeaderValue::from_static(version));
+                            }
+                            response
                         }),
-                    )
+                    ),
                 };
                 // Served as the ponger is (`into_make_service` prepares the
                 // router once, not per connection), so that the baseline is
