@@ -13,10 +13,22 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 const VERSION: HeaderName = HeaderName::from_static("x-ponger-version");
+
+/// `pong\n`, with the ponger's version header if given, added as the ponger
+/// adds it.
+fn pong(version: Option<&'static str>) -> Response {
+    let mut response = "pong\n".into_response();
+    if let Some(version) = version {
+        response
+            .headers_mut()
+            .insert(VERSION, HeaderValue::from_static(version));
+    }
+    response
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -37,8 +49,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let delay = delay.and_then(Result::ok).unwrap_or_default();
-    // Kept for the life of the process, as a `'static` value like the
-    // ponger's own version header (`from_static`: copied without allocating).
+    // Leaked once, at start-up, to be a `'static` value as the ponger's own
+    // version header is (`from_static`: copied without allocating).
     let version: Option<&'static str> = version.and_then(Result::ok).map(|v| &*v.leak());
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,29 +59,16 @@ fn main() -> ExitCode {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(address).await?;
                 let app = match (delay.is_zero(), version) {
+                    // The baseline as it always was: no header of its own.
                     (true, None) => Router::new().route("/ping", get(|| async { "pong\n" })),
-                    (true, Some(version)) => Router::new().route(
-                        "/ping",
-                        get(move || async move {
-                            // As the ponger adds it.
-                            let mut response = "pong\n".into_response();
-                            response
-                                .headers_mut()
-                                .insert(VERSION, HeaderValue::from_static(version));
-                            response
-                        }),
-                    ),
+                    (true, version) => {
+                        Router::new().route("/ping", get(move || async move { pong(version) }))
+                    }
                     (false, version) => Router::new().route(
                         "/ping",
                         get(move || async move {
                             tokio::time::sleep(delay).await;
-                            let mut response = "pong\n".into_response();
-                            if let Some(version) = version {
-                                response
-                                    .headers_mut()
-                                    .insert(VERSION, HeaderValue::from_static(version));
-                            }
-                            response
+                            pong(version)
                         }),
                     ),
                 };
