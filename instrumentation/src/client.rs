@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 
-use crate::http_method::{method_label, span_name_method};
+use crate::http_method::{method_label, span_name};
 use crate::metrics::{HttpClientMetrics, Outcome, TraceExemplar};
 use crate::telemetry::{Instrumentation, RequestTrace};
 
@@ -78,7 +78,7 @@ impl InstrumentedClient {
                     let span = instrumentation.start_request_span(
                         &parent,
                         SpanKind::Client,
-                        format!("{} {}", span_name_method(&METHOD), target),
+                        span_name(&METHOD, target),
                         vec![
                             KeyValue::new("http.request.method", method_label(&METHOD)),
                             KeyValue::new("url.full", crate::redact::redact_url(url).to_string()),

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock};
-
 use std::time::{Duration, SystemTime};
 
 use std::fmt::Write as _;

@@ -21,7 +21,7 @@ use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt};
 use tower::service_fn;
 use tower::{Layer, Service};
 
-use crate::http_method::{method_label, original_method, span_name_method};
+use crate::http_method::{method_label, original_method, span_name};
 use crate::metrics::{HttpServerMetrics, InFlightRequest, TraceExemplar};
 use crate::telemetry::Instrumentation;
 
@@ -192,7 +192,7 @@ where
                 let span = instrumentation.tracer.start_request_span(
                     &parent,
                     SpanKind::Server,
-                    span_name(span_name_method(request.method()), handler),
+                    span_name(request.method(), handler),
                     attributes,
                 );
                 let span_context = span.span().span_context().clone();
@@ -318,17 +318,6 @@ impl Finish {
             self.exemplar,
         );
     }
-}
-
-/// `GET /ping`: a server span's name, as OpenTelemetry's HTTP conventions
-/// ask. Joined by hand: `format!` took about 1,000 instructions per sampled
-/// request (callgrind), this about 300.
-fn span_name(method: &str, route: &str) -> String {
-    let mut name = String::with_capacity(method.len() + 1 + route.len());
-    name.push_str(method);
-    name.push(' ');
-    name.push_str(route);
-    name
 }
 
 /// A span's IDs in the `traceresponse` form, `00-<trace id>-<span id>-<flags>`,
