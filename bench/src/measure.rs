@@ -58,6 +58,13 @@ fn ponger(dir: &Path, address: SocketAddr, args: &[&str], envs: &[(&str, &str)])
     Process::start(dir, "ponger", &all, envs).wait_ok(address, "/readyz", WAIT)
 }
 
+fn bare_pong(dir: &Path, address: SocketAddr, args: &[&str]) -> Process {
+    let listen = address.to_string();
+    let mut all = vec![listen.as_str()];
+    all.extend_from_slice(args);
+    Process::start(dir, "bare-pong", &all, &[]).wait_ok(address, "/ping", WAIT)
+}
+
 const ZERO_DELAY: [&str; 4] = ["--latency", "100%0ms", "--success-percent", "100"];
 
 // -------------------------------------------------- group 1: throughput
@@ -133,19 +140,10 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     let sink = OtlpSink::start(false);
     let endpoint = sink.endpoint();
     let bare_address = free_address();
-    let bare_listen = bare_address.to_string();
-    let bare =
-        Process::start(dir, "bare-pong", &[&bare_listen], &[]).wait_ok(bare_address, "/ping", WAIT);
+    let bare = bare_pong(dir, bare_address, &[]);
     let same_answer_address = free_address();
-    let same_answer_listen = same_answer_address.to_string();
     // The version a ponger without `--version` reports: its profile's name.
-    let same_answer = Process::start(
-        dir,
-        "bare-pong",
-        &[&same_answer_listen, "0", "initial"],
-        &[],
-    )
-    .wait_ok(same_answer_address, "/ping", WAIT);
+    let same_answer = bare_pong(dir, same_answer_address, &["0", "initial"]);
     let unsampled_address = free_address();
     let unsampled = ponger(
         dir,
@@ -189,17 +187,15 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     let receiver_cpu_before = crate::process::cpu_seconds(std::process::id());
     let exporter_cpu_before = crate::process::thread_cpu_seconds(sampled.pid(), EXPORTER_THREAD);
 
-    let mut bare_rates = Vec::new();
+    // Each server's rate in each round, in round order.
+    let mut rates: HashMap<Server, Vec<f64>> = HashMap::new();
     let mut cpu_per_request: HashMap<Server, Vec<f64>> = HashMap::new();
-    let mut ratios: HashMap<Server, Vec<f64>> = HashMap::new();
-    let mut same_answer_ratios: HashMap<Server, Vec<f64>> = HashMap::new();
     // Many short rounds, each server in turn: the machine's speed drifts by a
     // fifth within minutes, and the median of many adjacent pairs follows
     // the instrumentation rather than the drift. (Loading two servers at
     // once would cancel the drift too, but the scheduler shares the cores by
     // thread, favouring the sampled ponger's export thread.)
     for round in 0..settings.throughput_rounds {
-        let mut round_rates = HashMap::new();
         // The order rotates, so no configuration always runs first or last.
         for index in 0..configs.len() {
             let (server, address, pid) = configs[(index + round) % configs.len()];
@@ -210,7 +206,10 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
                 "  round {round}: {server:?} {:.0} req/s",
                 run.requests_per_second
             );
-            round_rates.insert(server, run.requests_per_second);
+            rates
+                .entry(server)
+                .or_default()
+                .push(run.requests_per_second);
             cpu_per_request
                 .entry(server)
                 .or_default()
@@ -219,23 +218,17 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
                 wait_for_export_drain(&sink);
             }
         }
-        let bare_rate = round_rates[&Server::Bare];
-        bare_rates.push(bare_rate);
-        for server in [Server::BareSameAnswer, Server::Unsampled, Server::Sampled] {
-            ratios
-                .entry(server)
-                .or_default()
-                .push(round_rates[&server] / bare_rate);
-        }
-        for server in [Server::Unsampled, Server::Sampled] {
-            same_answer_ratios
-                .entry(server)
-                .or_default()
-                .push(round_rates[&server] / round_rates[&Server::BareSameAnswer]);
-        }
     }
-    let unsampled_ratios = &ratios[&Server::Unsampled];
-    let sampled_ratios = &ratios[&Server::Sampled];
+    // A server's rate over a baseline's, round by round (adjacent runs).
+    let share = |server: Server, baseline: Server| -> Vec<f64> {
+        rates[&server]
+            .iter()
+            .zip(&rates[&baseline])
+            .map(|(rate, baseline_rate)| rate / baseline_rate)
+            .collect()
+    };
+    let unsampled_ratios = &share(Server::Unsampled, Server::Bare);
+    let sampled_ratios = &share(Server::Sampled, Server::Bare);
     wait_for_export_drain(&sink);
     let receiver_cpu = crate::process::cpu_seconds(std::process::id()) - receiver_cpu_before;
     let exporter_cpu =
@@ -267,7 +260,7 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
         Figure::info(
             1,
             "bare axum `/ping`, req/s (median of rounds)",
-            format!("{:.0}", median(&bare_rates)),
+            format!("{:.0}", median(&rates[&Server::Bare])),
         ),
         Figure::checked(
             1,
@@ -286,15 +279,15 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
         Figure::info(
             1,
             "bare axum answering what the ponger answers (its `x-ponger-version` header too): share of bare",
-            describe(&ratios[&Server::BareSameAnswer]),
+            describe(&share(Server::BareSameAnswer, Server::Bare)),
         ),
         Figure::info(
             1,
             "ponger unsampled; sampled: share of that same-answer bare axum (the instrumentation alone)",
             format!(
                 "{}; {}",
-                describe(&same_answer_ratios[&Server::Unsampled]),
-                describe(&same_answer_ratios[&Server::Sampled])
+                describe(&share(Server::Unsampled, Server::BareSameAnswer)),
+                describe(&share(Server::Sampled, Server::BareSameAnswer))
             ),
         ),
         Figure::info(
@@ -738,12 +731,7 @@ pub fn memory(dir: &Path, settings: Settings) -> Vec<Figure> {
     let (unsampled_peak, _, unsampled_ok) = peak_under_load(&unsampled, address, true);
     drop(unsampled);
     let bare_address = free_address();
-    let bare_listen = bare_address.to_string();
-    let bare = Process::start(dir, "bare-pong", &[&bare_listen, "2000"], &[]).wait_ok(
-        bare_address,
-        "/ping",
-        WAIT,
-    );
+    let bare = bare_pong(dir, bare_address, &["2000"]);
     let bare_idle = bare.rss_bytes() as f64 / MIB;
     let (bare_peak, _, bare_ok) = peak_under_load(&bare, bare_address, false);
     drop(bare);

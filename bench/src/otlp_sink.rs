@@ -116,62 +116,58 @@ fn count_spans(body: Bytes) -> Result<u64, prost::DecodeError> {
 }
 
 async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> (StatusCode, Vec<u8>) {
-    if !received.keep {
-        let Ok(count) = count_spans(body) else {
-            return (StatusCode::BAD_REQUEST, Vec::new());
-        };
-        received.spans.fetch_add(count, Ordering::Relaxed);
-        received.requests.fetch_add(1, Ordering::Relaxed);
-        return (
-            StatusCode::OK,
-            ExportTraceServiceResponse::default().encode_to_vec(),
-        );
-    }
-    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+    let counted = if received.keep {
+        summaries(body).map(|kept| {
+            let count = kept.len() as u64;
+            received.kept.lock().expect("sink lock").extend(kept);
+            count
+        })
+    } else {
+        count_spans(body)
+    };
+    let Ok(count) = counted else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
-    let mut count = 0;
-    let mut kept = Vec::new();
-    for scope_spans in request
-        .resource_spans
-        .into_iter()
-        .flat_map(|resource| resource.scope_spans)
-    {
-        for span in scope_spans.spans {
-            count += 1;
-            if received.keep {
-                let delay_ms = span
-                    .attributes
-                    .iter()
-                    .find(|attribute| attribute.key == "delay_ms")
-                    .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
-                    .and_then(|value| match value {
-                        any_value::Value::DoubleValue(value) => Some(*value),
-                        any_value::Value::IntValue(value) => Some(*value as f64),
-                        _ => None,
-                    });
-                kept.push(SpanSummary {
-                    trace_id: span.trace_id,
-                    name: span.name,
-                    kind: span.kind,
-                    duration: Duration::from_nanos(
-                        span.end_time_unix_nano
-                            .saturating_sub(span.start_time_unix_nano),
-                    ),
-                    delay_ms,
-                });
-            }
-        }
-    }
     received.spans.fetch_add(count, Ordering::Relaxed);
     received.requests.fetch_add(1, Ordering::Relaxed);
-    if !kept.is_empty() {
-        received.kept.lock().expect("sink lock").extend(kept);
-    }
     (
         StatusCode::OK,
         ExportTraceServiceResponse::default().encode_to_vec(),
     )
+}
+
+/// A [`SpanSummary`] of every span in an encoded `ExportTraceServiceRequest`,
+/// decoded whole.
+fn summaries(body: Bytes) -> Result<Vec<SpanSummary>, prost::DecodeError> {
+    let request = ExportTraceServiceRequest::decode(body)?;
+    Ok(request
+        .resource_spans
+        .into_iter()
+        .flat_map(|resource| resource.scope_spans)
+        .flat_map(|scope| scope.spans)
+        .map(|span| {
+            let delay_ms = span
+                .attributes
+                .iter()
+                .find(|attribute| attribute.key == "delay_ms")
+                .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
+                .and_then(|value| match value {
+                    any_value::Value::DoubleValue(value) => Some(*value),
+                    any_value::Value::IntValue(value) => Some(*value as f64),
+                    _ => None,
+                });
+            SpanSummary {
+                trace_id: span.trace_id,
+                name: span.name,
+                kind: span.kind,
+                duration: Duration::from_nanos(
+                    span.end_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano),
+                ),
+                delay_ms,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -219,12 +215,28 @@ mod tests {
             ],
         };
         let body = Bytes::from(request.encode_to_vec());
-        assert_eq!(count_spans(body), Ok(4));
+        assert_eq!(count_spans(body.clone()), Ok(4));
+        let names: Vec<String> = summaries(body)
+            .expect("decodes")
+            .into_iter()
+            .map(|summary| summary.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "GET /ping",
+                "status decision",
+                "injected delay",
+                "GET /ping"
+            ]
+        );
         assert_eq!(count_spans(Bytes::new()), Ok(0));
     }
 
     #[test]
     fn counting_refuses_what_is_not_protobuf() {
-        assert!(count_spans(Bytes::from_static(b"\x0a\xff\xff\xff\xff\x0f{}")).is_err());
+        let garbage = Bytes::from_static(b"\x0a\xff\xff\xff\xff\x0f{}");
+        assert!(count_spans(garbage.clone()).is_err());
+        assert!(summaries(garbage).is_err());
     }
 }

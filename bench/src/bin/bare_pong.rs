@@ -20,12 +20,10 @@ const VERSION: HeaderName = HeaderName::from_static("x-ponger-version");
 
 /// `pong\n`, with the ponger's version header if given, added as the ponger
 /// adds it.
-fn pong(version: Option<&'static str>) -> Response {
+fn pong(version: Option<HeaderValue>) -> Response {
     let mut response = "pong\n".into_response();
     if let Some(version) = version {
-        response
-            .headers_mut()
-            .insert(VERSION, HeaderValue::from_static(version));
+        response.headers_mut().insert(VERSION, version);
     }
     response
 }
@@ -49,9 +47,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let delay = delay.and_then(Result::ok).unwrap_or_default();
-    // Leaked once, at start-up, to be a `'static` value as the ponger's own
-    // version header is (`from_static`: copied without allocating).
-    let version: Option<&'static str> = version.and_then(Result::ok).map(|v| &*v.leak());
+    // Made once, from a string leaked at start-up, as the ponger's own version
+    // header is made from a `'static` string: a clone copies it without
+    // allocating.
+    let version: Option<HeaderValue> = version
+        .and_then(Result::ok)
+        .map(|version| HeaderValue::from_static(version.leak()));
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
