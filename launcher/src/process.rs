@@ -37,7 +37,6 @@ const OWN_CONFIGURATION: [&str; 3] = ["OTEL_", "PONGER_", "PINGER_"];
 /// A process to start.
 pub struct Launch {
     name: String,
-    program: PathBuf,
     command: Command,
     /// How many stderr lines to keep; `None`: stderr is discarded.
     log_lines: Option<usize>,
@@ -49,12 +48,10 @@ impl Launch {
     /// `program`, called `name` in messages; stdin and stdout are closed,
     /// stderr is captured.
     pub fn new(name: impl Into<String>, program: impl Into<PathBuf>) -> Self {
-        let program = program.into();
-        let mut command = Command::new(&program);
+        let mut command = Command::new(program.into());
         command.stdin(Stdio::null()).stdout(Stdio::null());
         Self {
             name: name.into(),
-            program,
             command,
             log_lines: Some(DEFAULT_LOG_LINES),
             stdout_too: false,
@@ -154,9 +151,10 @@ impl Launch {
         self.command
             .stderr(piped(self.log_lines.is_some()))
             .stdout(piped(self.stdout_too));
+        let program = PathBuf::from(self.command.get_program());
         let spawn_error = |source| Error::Spawn {
             name: self.name.clone(),
-            program: self.program.clone(),
+            program: program.clone(),
             source,
         };
         let mut child = self.command.spawn().map_err(spawn_error)?;
@@ -181,7 +179,6 @@ impl Launch {
             }
         }
         Ok(Process {
-            pid: child.id(),
             name: self.name,
             child,
             captured,
@@ -206,9 +203,11 @@ fn lock(captured: &Mutex<Captured>) -> MutexGuard<'_, Captured> {
 
 fn read_lines(stream: impl Read, captured: &Mutex<Captured>) {
     for line in BufReader::new(stream).lines().map_while(Result::ok) {
-        let address = instrumentation::server::listening_address(&line);
         let mut captured = lock(captured);
-        captured.address = captured.address.or(address);
+        // Only until the address is known: the line is parsed as JSON.
+        if captured.address.is_none() {
+            captured.address = instrumentation::server::listening_address(&line);
+        }
         if captured.lines.len() == captured.keep {
             captured.lines.pop_front();
         }
@@ -243,7 +242,6 @@ impl std::fmt::Display for Stopped {
 /// A running (or exited, not yet dropped) child. Dropping it kills it.
 pub struct Process {
     name: String,
-    pid: u32,
     child: Child,
     captured: Arc<Mutex<Captured>>,
     exited: Option<ExitStatus>,
@@ -255,7 +253,7 @@ impl Process {
     }
 
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.child.id()
     }
 
     /// The address the process logged that it listens on, if it has yet.
@@ -295,7 +293,7 @@ impl Process {
         if self.exited.is_some() {
             return Ok(());
         }
-        let pid = i32::try_from(self.pid).map_err(|_| Error::Signal {
+        let pid = i32::try_from(self.pid()).map_err(|_| Error::Signal {
             name: self.name.clone(),
             source: nix::Error::ESRCH,
         })?;
