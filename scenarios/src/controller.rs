@@ -286,10 +286,6 @@ impl RolloutController {
         self.highest_weight
     }
 
-    pub fn verdict(&self) -> Option<&Verdict> {
-        self.verdict.as_ref()
-    }
-
     /// Time since the rollout started.
     pub fn since_start(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.start)

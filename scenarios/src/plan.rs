@@ -192,23 +192,17 @@ impl Plan {
 
     /// The background analysis and the steps of the canary strategy.
     fn with_steps(mut self, canary: CanaryStrategy) -> Result<Self, Error> {
-        let plan = &mut self;
         if let Some(analysis) = canary.analysis {
-            plan.starting_step = Some(analysis.starting_step.unwrap_or(0));
-            plan.rollout_args = analysis.analysis.args.clone();
-            let templates = analysis
-                .analysis
-                .templates
-                .iter()
-                .map(|reference| plan.referenced_template(reference))
-                .collect::<Result<Vec<_>, _>>()?;
-            plan.analysis = Some(plan.analysis_spec("ours", &templates)?);
+            self.starting_step = Some(analysis.starting_step.unwrap_or(0));
+            self.rollout_args = analysis.analysis.args.clone();
+            let templates = self.referenced_templates(&analysis.analysis.templates)?;
+            self.analysis = Some(self.analysis_spec("ours", &templates)?);
         }
-        plan.steps = canary
+        self.steps = canary
             .steps
             .iter()
             .enumerate()
-            .map(|(index, step)| plan.step(index, step))
+            .map(|(index, step)| self.step(index, step))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(self)
     }
@@ -217,15 +211,21 @@ impl Plan {
         let Some(analysis) = &step.analysis else {
             return parse_step(index, step).map_err(|error| format!("{}: {error}", self.source));
         };
-        let templates = analysis
-            .templates
-            .iter()
-            .map(|reference| self.referenced_template(reference))
-            .collect::<Result<Vec<_>, _>>()?;
+        let templates = self.referenced_templates(&analysis.templates)?;
         let spec = self
             .analysis_spec_with_args(&format!("step {}", index + 1), &templates, &analysis.args)
             .map_err(|error| format!("{}: step {index}: {error}", self.source))?;
         Ok(Step::Analysis(Box::new(spec)))
+    }
+
+    fn referenced_templates(
+        &self,
+        references: &[TemplateRef],
+    ) -> Result<Vec<AnalysisTemplate>, Error> {
+        references
+            .iter()
+            .map(|reference| self.referenced_template(reference))
+            .collect()
     }
 
     fn referenced_template(&self, reference: &TemplateRef) -> Result<AnalysisTemplate, Error> {

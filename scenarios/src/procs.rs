@@ -165,11 +165,6 @@ impl Proc {
         self.unregister();
         stopped.to_string()
     }
-
-    pub async fn kill(&mut self) {
-        self.process.kill_async().await;
-        self.unregister();
-    }
 }
 
 impl Drop for Proc {

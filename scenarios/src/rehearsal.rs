@@ -463,7 +463,8 @@ impl World {
             self.perform(&action, controller).await?;
             let now = Instant::now();
             self.at = (controller.step(), controller.weight());
-            reporter.performed(&action, controller, now, &self.service_counts());
+            // The Service's counts are read only for the reporter's one use.
+            reporter.performed(&action, controller, now, || self.lb.totals(true));
             for line in narration::lines(&action, controller) {
                 self.out.line(&line);
             }
@@ -494,11 +495,7 @@ impl World {
                 let outcome = self.measure(controller.metric(*run, *metric)).await;
                 controller.handle(Event::Measured(outcome), Instant::now());
             }
-            Action::WaitUntil(at) => {
-                let now = Instant::now();
-                let next = (*at).min(now + Duration::from_millis(100));
-                tokio::time::sleep_until(next.max(now).into()).await;
-            }
+            Action::WaitUntil(at) => self.sleep(*at).await?,
             _ => {}
         }
         Ok(())
@@ -743,10 +740,10 @@ impl World {
         let mut replicas = std::mem::take(&mut self.replicas);
         for replica in &mut replicas {
             self.lb.remove(&replica.pod);
-            procs::signal(replica.proc.pid, nix::sys::signal::Signal::SIGTERM);
+            replica.proc.signal(nix::sys::signal::Signal::SIGTERM);
             if failed {
                 // A second signal skips the drain delay.
-                procs::signal(replica.proc.pid, nix::sys::signal::Signal::SIGTERM);
+                replica.proc.signal(nix::sys::signal::Signal::SIGTERM);
             }
         }
         for replica in &mut replicas {

@@ -4,7 +4,7 @@
 //! executor.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::controller::{Action, RolloutController, Verdict};
 use crate::lb::{PingTimeline, Totals};
@@ -50,23 +50,24 @@ impl Reporter {
     }
 
     /// `action` was performed at `now` (a scaling: its replicas are ready);
-    /// `service`: the Service's counts then.
+    /// `canary_counts` reads the canary's counts at the Service, when an
+    /// analysis decides.
     pub fn performed(
         &mut self,
         action: &Action,
         controller: &RolloutController,
         now: Instant,
-        service: &ServiceCounts,
+        canary_counts: impl FnOnce() -> Totals,
     ) {
         match action {
             Action::Scale(scaling) => self.weight_changes.push(WeightChange {
-                at_seconds: round_ms(now.saturating_duration_since(self.start)),
+                at_seconds: round_ms(now.saturating_duration_since(self.start).as_secs_f64()),
                 step: controller.step() + 1,
                 weight: scaling.weight,
                 cause: scaling.cause,
             }),
             Action::AnalysisDecided { run } => {
-                self.canary_at_decision.insert(*run, service.canary.clone());
+                self.canary_at_decision.insert(*run, canary_counts());
             }
             Action::Finish(_) => self.finished = Some(now),
             _ => {}
@@ -124,13 +125,14 @@ impl Reporter {
             .iter()
             .enumerate()
             .map(|(index, counts)| PingsInSecond {
-                from_seconds: ((index as f64 - offset) * 1000.0).round() / 1000.0,
+                from_seconds: round_ms(index as f64 - offset),
                 counts: *counts,
             })
             .collect()
     }
 }
 
-fn round_ms(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+/// Seconds rounded to the millisecond, for the report.
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
