@@ -80,6 +80,10 @@ impl Played {
             .collect()
     }
 
+    fn has(&self, wanted: &Action) -> bool {
+        self.actions.iter().any(|(_, action)| action == wanted)
+    }
+
     fn position(&self, wanted: &Action) -> usize {
         self.actions
             .iter()
@@ -242,12 +246,7 @@ fn background_analysis_measures_every_interval_across_steps() {
     );
     assert_eq!(played.verdict.kind(), VerdictKind::Promoted);
     // The steps are over: the run still going was terminated, Successful.
-    assert!(
-        played
-            .actions
-            .iter()
-            .any(|(_, a)| *a == Action::StopAnalyses)
-    );
+    assert!(played.has(&Action::StopAnalyses));
     assert_eq!(played.controller.runs()[0].run.phase, Phase::Successful);
 }
 
@@ -294,12 +293,7 @@ fn a_failed_measurement_aborts_at_the_step_it_happened() {
     assert_eq!(played.controller.highest_weight(), 20);
     let decided = played.position(&Action::AnalysisDecided { run: 0 });
     assert!(decided < played.position(&Action::Decide(played.verdict.clone())));
-    assert!(
-        !played
-            .actions
-            .iter()
-            .any(|(_, a)| *a == Action::EnterStep { index: 2 })
-    );
+    assert!(!played.has(&Action::EnterStep { index: 2 }));
 }
 
 #[test]
@@ -394,12 +388,7 @@ fn a_comparison_never_stops_the_rollout_but_the_steps_go_on_until_it_decides() {
     };
     // Our verdict stands, at our decision...
     assert_eq!((at.since_start, at.weight), (2 * SECOND, 20));
-    assert!(
-        played
-            .actions
-            .iter()
-            .any(|(_, a)| *a == Action::StepsGoOnForComparison)
-    );
+    assert!(played.has(&Action::StepsGoOnForComparison));
     // ...and the comparison decided later, at a higher weight.
     let (_, _, compared) = played.controller.runs()[1]
         .decided
