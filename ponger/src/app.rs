@@ -1,5 +1,6 @@
 //! The HTTP application: routes, the ping handler and readiness.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,7 +13,8 @@ use instrumentation::metrics::{HttpServerMetrics, ProcessCollector, register_bui
 use instrumentation::server::{Tracing, instrument_routes, instrumented_get};
 use instrumentation::telemetry::{Instrumentation, KeyValue};
 use prometheus_client::registry::Registry;
-use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use crate::profile::{Profile, ProfileName};
 
@@ -106,13 +108,24 @@ pub fn router(pong: &Arc<Pong>) -> Router {
     ))
 }
 
+thread_local! {
+    /// Each thread's generator for the pings' draws, seeded once from the
+    /// operating system's randomness through `rand::rng()`. The draws inject
+    /// faults into a demo and need no cryptographic strength: `rand::rng()`
+    /// itself (ChaCha12, reseeded) took about 190 instructions of a zero-delay
+    /// ping's two draws, this about 30 (callgrind, docs/benchmarks.md).
+    static DRAWS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+/// Two uniform draws in `[0, 1)`: the latency entry's and the status's.
+fn draw_pair() -> (f64, f64) {
+    DRAWS.with_borrow_mut(|rng| (rng.random::<f64>(), rng.random::<f64>()))
+}
+
 async fn ping(pong: Arc<Pong>) -> Response {
-    // Both draws happen up front (the thread-local generator cannot be held
-    // across an await) and are recorded on the spans that act on them.
-    let (latency_draw, status_draw) = {
-        let mut rng = rand::rng();
-        (rng.random::<f64>(), rng.random::<f64>())
-    };
+    // Both draws happen up front (the generator is not held across an
+    // await) and are recorded on the spans that act on them.
+    let (latency_draw, status_draw) = draw_pair();
     let (entry_index, entry) = pong.profile.latency.choose(latency_draw);
     // The profile itself (name, mix, success probability) is on the
     // resource, once per batch of spans: see `Profile::attributes`.
