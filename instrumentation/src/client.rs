@@ -79,7 +79,7 @@ impl InstrumentedClient {
                         &parent,
                         SpanKind::Client,
                         span_name(&METHOD, target),
-                        vec![
+                        [
                             KeyValue::new("http.request.method", method_label(&METHOD)),
                             KeyValue::new("url.full", crate::redact::redact_url(url).to_string()),
                             KeyValue::new(

@@ -171,24 +171,24 @@ where
         let sampled_parent = match instrumentation.tracing {
             Tracing::Untraced => None,
             Tracing::Traced => {
-                let parent = instrumentation.tracer.extract_context(request.headers());
                 instrumentation
                     .tracer
-                    .samples(&parent, SpanKind::Server, handler)
-                    .then_some(parent)
+                    .sampled_parent(request.headers(), SpanKind::Server, handler)
             }
         };
         let (span, exemplar, trace_response) = match sampled_parent {
             // Recorded nowhere: no exemplar, no trace headers.
             None => (None, None, None),
             Some(parent) => {
-                let mut attributes = vec![
+                let attributes = [
                     KeyValue::new("http.request.method", method),
                     KeyValue::new("http.route", handler.to_owned()),
-                ];
-                if let Some(original) = original_method(request.method()) {
-                    attributes.push(KeyValue::new("http.request.method_original", original));
-                }
+                ]
+                .into_iter()
+                .chain(
+                    original_method(request.method())
+                        .map(|original| KeyValue::new("http.request.method_original", original)),
+                );
                 let span = instrumentation.tracer.start_request_span(
                     &parent,
                     SpanKind::Server,

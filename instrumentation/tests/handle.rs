@@ -73,6 +73,51 @@ async fn each_router_samples_with_the_handle_it_was_given() {
     );
 }
 
+/// A ping carrying a sampled `traceparent`, through `router`: the trace its
+/// answer names, if any.
+async fn ping_from_a_sampled_caller(router: &Router) -> Option<String> {
+    let request = Request::get("/ping")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .body(Body::empty())
+        .expect("request");
+    let answer = match router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    assert_eq!(answer.status(), 200);
+    answer
+        .headers()
+        .get(TRACE_RESPONSE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_sampled_caller_is_followed_unless_the_sampler_never_samples() {
+    // always_off reads no trace context at all; the others join the caller's trace.
+    let never = Instrumentation::unexported(Sampler::AlwaysOff);
+    assert_eq!(
+        ping_from_a_sampled_caller(&traced_ping(&never).0).await,
+        None
+    );
+    for sampler in [
+        Sampler::AlwaysOn,
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+    ] {
+        let instrumentation = Instrumentation::unexported(sampler.clone());
+        let trace = ping_from_a_sampled_caller(&traced_ping(&instrumentation).0).await;
+        assert!(
+            trace.as_deref().is_some_and(|trace| trace
+                .starts_with("00-0af7651916cd43dd8448eb211c80319c-")
+                && trace.ends_with("-01")),
+            "{sampler:?}: {trace:?}"
+        );
+    }
+}
+
 #[test]
 fn a_second_set_up_in_one_process_is_an_error() {
     let first = init("handle-test", "0", Vec::new()).expect("the first set-up succeeds");
