@@ -4,7 +4,7 @@
 #   2. the harness (bench/src/main.rs) driving the release binaries on loopback:
 #      throughput against a bare axum server (wrk), the pinger's schedule at
 #      5,000/s, delay fidelity, memory, start-up.
-# Takes about 6 minutes on 2 cores. Run it on an otherwise idle machine.
+# Takes about 10 minutes on 2 cores. Run it on an otherwise idle machine.
 #
 #   scripts/bench.sh                  # everything
 #   scripts/bench.sh --quick          # a short smoke run of the harness (not figures to quote)
