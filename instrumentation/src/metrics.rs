@@ -571,8 +571,8 @@ pub(crate) struct InFlightRequest(InFlightSeries<HandlerLabel>);
 /// A request that the server layer finished, as it knows it: its route's
 /// slot in the in-flight cache, its method label and its status code.
 /// Compared as integers (and the method by address first), where its label
-/// set compares three strings: about 250 instructions of a zero-delay ping's
-/// recording (callgrind, docs/benchmarks.md).
+/// set compared three strings and looked the status label up first: about 90
+/// instructions of a zero-delay ping's recording (callgrind).
 #[derive(Clone, Copy, Debug)]
 struct RouteOutcome {
     route: usize,
