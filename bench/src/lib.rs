@@ -8,3 +8,4 @@ pub mod figures;
 pub mod measure;
 pub mod otlp_sink;
 pub mod process;
+pub mod rounds;

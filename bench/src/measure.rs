@@ -13,6 +13,7 @@ use testkit::Exposition;
 use crate::figures::{Figure, histogram_quantile, median, quantile};
 use crate::otlp_sink::OtlpSink;
 use crate::process::{Process, free_address, get};
+use crate::rounds;
 
 /// How long each measurement runs; `quick` is a smoke test of the harness.
 #[derive(Clone, Copy, Debug)]
@@ -27,7 +28,7 @@ pub struct Settings {
 
 impl Settings {
     pub const FULL: Settings = Settings {
-        throughput_rounds: 25,
+        throughput_rounds: 40,
         throughput_run: Duration::from_secs(1),
         schedule_run: Duration::from_secs(20),
         fidelity_run: Duration::from_secs(60),
@@ -166,19 +167,16 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
-    let configs = [
-        (Server::Bare, bare_address, bare.pid()),
-        (
-            Server::BareSameAnswer,
-            same_answer_address,
-            same_answer.pid(),
-        ),
-        (Server::Unsampled, unsampled_address, unsampled.pid()),
-        (Server::Sampled, sampled_address, sampled.pid()),
-    ];
+    let target = |server: Server| match server {
+        Server::Bare => (bare_address, bare.pid()),
+        Server::BareSameAnswer => (same_answer_address, same_answer.pid()),
+        Server::Unsampled => (unsampled_address, unsampled.pid()),
+        Server::Sampled => (sampled_address, sampled.pid()),
+    };
+    let others = [Server::BareSameAnswer, Server::Unsampled, Server::Sampled];
     let connections = 64;
-    for (_, address, _) in configs {
-        wrk(address, connections, Duration::from_secs(2)); // warm-up
+    for server in std::iter::once(Server::Bare).chain(others) {
+        wrk(target(server).0, connections, Duration::from_secs(2)); // warm-up
     }
     wait_for_export_drain(&sink);
     let pings_before = scrape(sampled_address).sum("http_requests_total", &[("handler", "/ping")]);
@@ -187,48 +185,47 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
     let receiver_cpu_before = crate::process::cpu_seconds(std::process::id());
     let exporter_cpu_before = crate::process::thread_cpu_seconds(sampled.pid(), EXPORTER_THREAD);
 
-    // Each server's rate in each round, in round order.
-    let mut rates: HashMap<Server, Vec<f64>> = HashMap::new();
+    // Every other run is bare axum's, and each other server's run is
+    // compared with the bare runs just before and after it (`rounds`):
+    // the machine's speed drifts by a fifth within minutes, and a share of
+    // runs further apart measures the drift as much as the instrumentation.
+    let order = rounds::interleaved(Server::Bare, &others, settings.throughput_rounds);
+    // Each run's server and rate, in run order.
+    let mut runs: Vec<(Server, f64)> = Vec::with_capacity(order.len());
     let mut cpu_per_request: HashMap<Server, Vec<f64>> = HashMap::new();
-    // Many short rounds, each server in turn: the machine's speed drifts by a
-    // fifth within minutes, and the median of many adjacent pairs follows
-    // the instrumentation rather than the drift. (Loading two servers at
-    // once would cancel the drift too, but the scheduler shares the cores by
-    // thread, favouring the sampled ponger's export thread.)
-    for round in 0..settings.throughput_rounds {
-        // The order rotates, so no configuration always runs first or last.
-        for index in 0..configs.len() {
-            let (server, address, pid) = configs[(index + round) % configs.len()];
-            let cpu_before = crate::process::cpu_seconds(pid);
-            let run = wrk(address, connections, settings.throughput_run);
-            let cpu = crate::process::cpu_seconds(pid) - cpu_before;
-            eprintln!(
-                "  round {round}: {server:?} {:.0} req/s",
-                run.requests_per_second
-            );
-            rates
-                .entry(server)
-                .or_default()
-                .push(run.requests_per_second);
-            cpu_per_request
-                .entry(server)
-                .or_default()
-                .push(cpu / run.requests * 1e6);
-            if server == Server::Sampled {
-                wait_for_export_drain(&sink);
-            }
+    for (index, server) in order.into_iter().enumerate() {
+        let (address, pid) = target(server);
+        let cpu_before = crate::process::cpu_seconds(pid);
+        let run = wrk(address, connections, settings.throughput_run);
+        let cpu = crate::process::cpu_seconds(pid) - cpu_before;
+        eprintln!(
+            "  run {index}: {server:?} {:.0} req/s",
+            run.requests_per_second
+        );
+        runs.push((server, run.requests_per_second));
+        cpu_per_request
+            .entry(server)
+            .or_default()
+            .push(cpu / run.requests * 1e6);
+        if server == Server::Sampled {
+            wait_for_export_drain(&sink);
         }
     }
-    // A server's rate over a baseline's, round by round (adjacent runs).
-    let share = |server: Server, baseline: Server| -> Vec<f64> {
-        rates[&server]
+    // A server's rate over bare axum's around it, run by run.
+    let share =
+        |server: Server| -> Vec<f64> { rounds::bracketed_shares(&runs, &Server::Bare, &server) };
+    let unsampled_ratios = &share(Server::Unsampled);
+    let sampled_ratios = &share(Server::Sampled);
+    let same_answer_ratios = &share(Server::BareSameAnswer);
+    // The instrumentation alone: each round's share of the ponger over the
+    // same round's share of the same-answer server.
+    let over_same_answer = |ratios: &[f64]| -> Vec<f64> {
+        ratios
             .iter()
-            .zip(&rates[&baseline])
-            .map(|(rate, baseline_rate)| rate / baseline_rate)
+            .zip(same_answer_ratios)
+            .map(|(ratio, same_answer)| ratio / same_answer)
             .collect()
     };
-    let unsampled_ratios = &share(Server::Unsampled, Server::Bare);
-    let sampled_ratios = &share(Server::Sampled, Server::Bare);
     wait_for_export_drain(&sink);
     let receiver_cpu = crate::process::cpu_seconds(std::process::id()) - receiver_cpu_before;
     let exporter_cpu =
@@ -260,7 +257,16 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
         Figure::info(
             1,
             "bare axum `/ping`, req/s (median of rounds)",
-            format!("{:.0}", median(&rates[&Server::Bare])),
+            format!(
+                "{:.0}",
+                median(
+                    &runs
+                        .iter()
+                        .filter(|(server, _)| *server == Server::Bare)
+                        .map(|(_, rate)| *rate)
+                        .collect::<Vec<_>>()
+                )
+            ),
         ),
         Figure::checked(
             1,
@@ -279,15 +285,15 @@ pub fn throughput(dir: &Path, settings: Settings) -> Vec<Figure> {
         Figure::info(
             1,
             "bare axum answering what the ponger answers (its `x-ponger-version` header too): share of bare",
-            describe(&share(Server::BareSameAnswer, Server::Bare)),
+            describe(same_answer_ratios),
         ),
         Figure::info(
             1,
             "ponger unsampled; sampled: share of that same-answer bare axum (the instrumentation alone)",
             format!(
                 "{}; {}",
-                describe(&share(Server::Unsampled, Server::BareSameAnswer)),
-                describe(&share(Server::Sampled, Server::BareSameAnswer))
+                describe(&over_same_answer(unsampled_ratios)),
+                describe(&over_same_answer(sampled_ratios))
             ),
         ),
         Figure::info(
