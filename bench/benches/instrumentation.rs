@@ -15,6 +15,8 @@
 //! probe's route, `sampled` a ping's with its span (exported nowhere);
 //! `untraced_while_another_core_serves` adds a second thread serving through
 //! the same router, which shows what every core writing the same memory costs.
+//! `bare` and `bare_while_another_core_serves` are the same without the
+//! instrumentation: axum's own share of both.
 //!
 //! `encode/*` encodes the ponger's default page: the same registry (server
 //! metrics, build info, process collector) holding the series a running ponger
@@ -301,6 +303,21 @@ fn serve_benches(c: &mut Criterion) {
     c.bench_function("serve/sampled", |b| {
         b.iter(|| serve_once(&mut own, black_box("/ping")))
     });
+    while_another_core_serves(c, "serve/untraced_while_another_core_serves", &router);
+    // The same routes with no instrumentation: what axum's own per-request
+    // work costs alone and with two cores serving through one router.
+    let bare = bare_router();
+    let mut own = bare.clone();
+    c.bench_function("serve/bare", |b| {
+        b.iter(|| serve_once(&mut own, black_box("/readyz")))
+    });
+    while_another_core_serves(c, "serve/bare_while_another_core_serves", &bare);
+}
+
+/// `/readyz` through `router` while a second thread sends `/readyz` through
+/// a clone of it: what every core writing the same memory costs.
+fn while_another_core_serves(c: &mut Criterion, name: &str, router: &axum::Router) {
+    let mut own = router.clone();
     let busy = AtomicBool::new(true);
     std::thread::scope(|scope| {
         let mut other = router.clone();
@@ -310,11 +327,19 @@ fn serve_benches(c: &mut Criterion) {
                 serve_once(&mut other, black_box("/readyz"));
             }
         });
-        c.bench_function("serve/untraced_while_another_core_serves", |b| {
+        c.bench_function(name, |b| {
             b.iter(|| serve_once(&mut own, black_box("/readyz")))
         });
         busy.store(false, Ordering::Relaxed);
     });
+}
+
+/// The routes of [`instrumented_router`] without the instrumentation.
+fn bare_router() -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/ping", get(|| async { "pong\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
 }
 
 /// `SERVE_REQUESTS`: see the module's documentation.
